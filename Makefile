@@ -1,0 +1,65 @@
+# kappa — the README's commands. Every target installs what is missing first
+# (Debian packages, the .venv, the jars) and is fast when all is in place.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KAPPA := $(BIN)/kappa
+# The venv is rebuilt when the dependency pins change.
+VENV_STAMP := $(VENV)/.kappa-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+
+.PHONY: install system jars demo test test-unit bench lint format clean
+
+install: system $(VENV_STAMP) jars
+
+system:
+	@bash infra/install-system.sh
+
+$(VENV_STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.kappa-* && touch $@
+
+jars: $(VENV_STAMP)
+	@$(KAPPA) install
+
+## make demo: bring the local stack up, create the tables, apply the CDC connector, show status
+demo: install
+	$(KAPPA) up
+	$(KAPPA) schemas register
+	$(KAPPA) tables create
+	$(KAPPA) connect apply
+	$(KAPPA) connect status
+	$(KAPPA) status
+	@echo
+	@echo "The stack is running and stays up (data under .stack/). Next:"
+	@echo "  $(KAPPA) produce --rate 5000 --duration 60 --seed 7   # simulate the shop"
+	@echo "  $(KAPPA) stream start raw_clicks; $(KAPPA) stream start cdc_mirror"
+	@echo "  $(KAPPA) stream status; $(KAPPA) tables list"
+	@echo "Logs: $(KAPPA) logs <service>; stop everything: $(KAPPA) down"
+
+## make test: unit tests, then integration tests against the real services
+test: install
+	$(BIN)/pytest tests
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+## make bench: every benchmark under benchmarks/ (starts the stack)
+bench: install
+	$(KAPPA) up
+	$(BIN)/python -m benchmarks
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	-$(KAPPA) down
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""kappa stage: connect (see README, Architecture)."""

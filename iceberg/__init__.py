@@ -1,0 +1,1 @@
+"""kappa stage: iceberg (see README, Architecture)."""

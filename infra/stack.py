@@ -1,0 +1,131 @@
+"""The local stack as a whole: start in dependency order, stop in reverse, report status."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from infra import jars
+from infra.process import Service, java_major
+from infra.services.connect import Connect
+from infra.services.kafka import Kafka
+from infra.services.postgres import Postgres, find_bin_dir
+from infra.services.registry import Registry
+from kappa.exceptions import KappaError, ToolMissingError, UnknownServiceError
+from kappa.settings import Settings
+
+Report = Callable[[str], None]
+
+SERVICE_ORDER: tuple[type[Service], ...] = (Postgres, Kafka, Registry, Connect)
+"""Dependency order: the registry stores schemas in PostgreSQL, Connect needs Kafka."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    endpoint: str
+    healthy: bool
+    version: str | None
+    managed: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def services(settings: Settings) -> list[Service]:
+    return [cls(settings) for cls in SERVICE_ORDER]
+
+
+def service(settings: Settings, name: str) -> Service:
+    for svc in services(settings):
+        if svc.name == name:
+            return svc
+    known = ", ".join(cls.name for cls in SERVICE_ORDER)
+    raise UnknownServiceError(f"unknown service '{name}'; known services: {known}")
+
+
+def check_tools(settings: Settings) -> None:
+    """Java 17+ and PostgreSQL must be installed (Maven only when jars are missing)."""
+    java = shutil.which(settings.stack.java)
+    if java is None:
+        raise ToolMissingError(
+            f"Java ('{settings.stack.java}') is not installed; run `make install` or "
+            "`apt-get install -y openjdk-17-jre-headless` (or set KAPPA_JAVA)."
+        )
+    if java_major(java) < 17:
+        raise ToolMissingError(f"Java 17 or newer is required at {java}; set KAPPA_JAVA.")
+    if settings.postgres.managed:
+        find_bin_dir(settings.postgres.bin_dir)
+
+
+def up(settings: Settings, report: Report = print) -> bool:
+    """Start what is not running, in order, waiting for each to be healthy.
+
+    Returns False when everything was already running (nothing done).
+    """
+    check_tools(settings)
+    resolved = jars.ensure_jars(settings.stack)
+    if resolved:
+        report(f"resolved jars from Maven Central: {', '.join(resolved)}")
+    stack = services(settings)
+    to_start = [s for s in stack if s.managed and s.pid() is None]
+    if not to_start and all(s.healthy() for s in stack):
+        report("the stack is already running; nothing to do (see `kappa status`)")
+        return False
+    # Check every port before starting anything, so a conflict leaves nothing half-started.
+    for svc in to_start:
+        svc.check_ports()
+    for svc in stack:
+        if svc in to_start:
+            report(f"starting {svc.name} ...")
+            svc.prepare()
+            svc.start()
+            try:
+                svc.wait_healthy()
+            except KappaError:
+                svc.stop()
+                raise
+            svc.after_start()
+            report(f"{svc.name} healthy at {svc.endpoint}")
+        else:
+            svc.wait_healthy()
+            svc.after_start()
+            how = "already running" if svc.managed else "external"
+            report(f"{svc.name} {how}, healthy at {svc.endpoint}")
+    return True
+
+
+def down(settings: Settings, purge: bool = False, report: Report = print) -> None:
+    """Stop our processes in reverse order; with ``purge`` delete all state but the jars."""
+    for svc in reversed(services(settings)):
+        if svc.stop():
+            report(f"stopped {svc.name}")
+    if purge:
+        state = settings.stack.state_dir
+        for child in state.iterdir() if state.exists() else []:
+            if child == settings.stack.jars_dir:
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        pg = Postgres(settings)
+        if pg.cluster_dir.exists():
+            shutil.rmtree(pg.cluster_dir)
+        report(f"purged state in {state} (kept downloaded jars)")
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    rows = []
+    for svc in services(settings):
+        healthy = svc.healthy()
+        rows.append(
+            ServiceStatus(
+                name=svc.name,
+                pid=svc.pid() if svc.managed else None,
+                endpoint=svc.endpoint,
+                healthy=healthy,
+                version=svc.version() if healthy else None,
+                managed=svc.managed,
+            )
+        )
+    return rows

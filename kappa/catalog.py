@@ -1,0 +1,60 @@
+"""The one Iceberg catalog, as PyIceberg and Spark each see it.
+
+Both engines use the same JDBC tables in PostgreSQL (``iceberg_tables``,
+``iceberg_namespace_properties``) under the same catalog name, so a table
+Spark writes is a table PyIceberg reads, and the reverse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kappa.settings import Settings
+
+
+def warehouse_location(settings: Settings) -> str:
+    """The warehouse root: the configured URI, or ``file://<state>/warehouse``."""
+    if settings.catalog.warehouse:
+        return settings.catalog.warehouse
+    path = settings.stack.state_dir / "warehouse"
+    path.mkdir(parents=True, exist_ok=True)
+    return f"file://{path}"
+
+
+def load_catalog(settings: Settings) -> Any:
+    """The PyIceberg ``SqlCatalog`` on kappa's PostgreSQL."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    pg = settings.postgres
+    props: dict[str, str] = {
+        "uri": pg.sqlalchemy_url(pg.catalog_db),
+        "warehouse": warehouse_location(settings),
+        "init_catalog_tables": "true",
+    }
+    if settings.catalog.s3_endpoint:
+        props["s3.endpoint"] = settings.catalog.s3_endpoint
+    return SqlCatalog(settings.catalog.name, **props)
+
+
+def spark_catalog_conf(settings: Settings) -> dict[str, str]:
+    """Spark SQL settings that register the same catalog as an Iceberg ``SparkCatalog``."""
+    pg = settings.postgres
+    prefix = f"spark.sql.catalog.{settings.catalog.name}"
+    conf = {
+        "spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
+        prefix: "org.apache.iceberg.spark.SparkCatalog",
+        f"{prefix}.type": "jdbc",
+        f"{prefix}.uri": pg.jdbc_url(pg.catalog_db),
+        f"{prefix}.jdbc.user": pg.user,
+        f"{prefix}.jdbc.password": pg.password.get_secret_value(),
+        # V1 adds the iceberg_type column (views); PyIceberg's SqlCatalog tolerates it.
+        f"{prefix}.jdbc.schema-version": "V1",
+        f"{prefix}.warehouse": warehouse_location(settings),
+        "spark.sql.defaultCatalog": settings.catalog.name,
+        # Streaming writers and readers share a session; a cached table would go stale.
+        f"{prefix}.cache-enabled": "false",
+    }
+    if settings.catalog.s3_endpoint:
+        conf[f"{prefix}.io-impl"] = "org.apache.iceberg.aws.s3.S3FileIO"
+        conf[f"{prefix}.s3.endpoint"] = settings.catalog.s3_endpoint
+    return conf

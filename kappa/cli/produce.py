@@ -1,0 +1,197 @@
+"""``kappa produce``: run the traffic simulator against Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from typing import Any
+
+import click
+
+from kappa.cli._output import emit_json, output_option
+from kappa.settings import get_settings
+
+
+def _start(value: str) -> dt.datetime:
+    if value == "now":
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is not ISO 8601 (e.g. 2026-01-05T06:00:00Z) or 'now'"
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@click.command()
+@click.option(
+    "--rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Events per second; 0 = as fast as possible.",
+)
+@click.option("--count", type=int, help="Stop after this many events.")
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option(
+    "--seed",
+    type=int,
+    default=7,
+    show_default=True,
+    help="Same seed and start => same events and rows.",
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Simulated seconds per wall second; 0 = unlimited.",
+)
+@click.option(
+    "--start", default="now", show_default=True, help="Simulated start time (ISO 8601) or 'now'."
+)
+@click.option(
+    "--late-fraction",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of events sent late (out of order).",
+)
+@click.option(
+    "--duplicate-fraction",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of events delivered twice (same event_id).",
+)
+@click.option(
+    "--no-signal", is_flag=True, help="Propensity drives nothing; orders independent of clicks."
+)
+@click.option(
+    "--customers", type=int, default=2000, show_default=True, help="Initial customer population."
+)
+@click.option("--products", type=int, default=400, show_default=True, help="Catalog size.")
+@click.option("--topic", help="Click topic (default: KAPPA_PRODUCER_TOPIC, shop.clicks).")
+@click.option(
+    "--pg-schema", default="public", show_default=True, help="PostgreSQL schema of the shop tables."
+)
+@click.option("--no-db", is_flag=True, help="Do not write customers/products/orders to PostgreSQL.")
+@output_option
+def produce(
+    *,
+    rate: float,
+    count: int | None,
+    duration: float | None,
+    seed: int,
+    speed: float,
+    start: str,
+    late_fraction: float,
+    duplicate_fraction: float,
+    no_signal: bool,
+    customers: int,
+    products: int,
+    topic: str | None,
+    pg_schema: str,
+    no_db: bool,
+    output: str,
+) -> None:
+    """Simulate the shop: Avro click events to Kafka, customers and orders to PostgreSQL."""
+    from producers.run import RunOptions
+    from producers.run import produce as run
+    from producers.simulator import SimulationConfig
+
+    if count is None and duration is None:
+        raise click.UsageError("give --count or --duration")
+    try:
+        config = SimulationConfig(
+            seed=seed,
+            customers=customers,
+            products=products,
+            start=_start(start),
+            late_fraction=late_fraction,
+            duplicate_fraction=duplicate_fraction,
+            signal=not no_signal,
+        )
+        options = RunOptions(
+            count=count,
+            duration_s=duration,
+            rate=rate,
+            speed=speed,
+            topic=topic,
+            pg_schema=None if no_db else pg_schema,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if output == "json":
+        summary = run(config, options, get_settings())
+    else:
+        summary = _with_progress(run, config, options, count, duration)
+    report = summary.as_dict()
+    if output == "json":
+        emit_json(report)
+    else:
+        _print_summary(report)
+    if summary.failed or summary.in_flight:
+        click.secho(
+            f"error: {summary.failed + summary.in_flight} events not delivered to "
+            f"{get_settings().kafka.bootstrap}; check the broker (`kappa status`) or "
+            "KAPPA_KAFKA_BOOTSTRAP_SERVERS",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _with_progress(
+    run: Any, config: Any, options: Any, count: int | None, duration: float | None
+) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("[bold]producing"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} events"),
+        TextColumn("{task.fields[rate]:>10,.0f} ev/s"),
+        TextColumn("sim {task.fields[sim]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        total = count if count is not None else None
+        task = bar.add_task("produce", total=total, rate=0.0, sim="")
+        state = {"last": (0.0, 0)}
+
+        def progress(summary: Any) -> None:
+            last_t, last_n = state["last"]
+            if summary.wall_s - last_t >= 0.25:
+                rate = (summary.sent - last_n) / (summary.wall_s - last_t)
+                state["last"] = (summary.wall_s, summary.sent)
+                bar.update(task, completed=summary.sent, rate=rate, sim=summary.sim_end[:19])
+                if total is None and duration:
+                    bar.update(task, total=None)
+
+        summary = run(config, options, get_settings(), progress=progress)
+        bar.update(task, completed=summary.sent, rate=summary.events_per_s)
+    return summary
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"produced to {report['topic']} (schema id {report['schema_id']})")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, n in report["events_by_type"].items():
+        table.add_row(f"events: {name}", f"{n:,}")
+    for name in ("late", "duplicates", "sent", "delivered", "failed", "orders_placed"):
+        table.add_row(name, f"{report[name]:,}")
+    for name, n in report["oltp"].items():
+        table.add_row(f"postgres: {name}", f"{n:,}")
+    table.add_row("events/s", f"{report['events_per_s']:,.0f}")
+    table.add_row("simulated", f"{report['sim_start'][:19]} → {report['sim_end'][:19]}")
+    Console().print(table)
+    if report["interrupted"]:
+        click.echo("interrupted: queued events were flushed")
+    for error in report["errors"]:
+        click.secho(error, fg="yellow", err=True)

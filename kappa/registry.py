@@ -1,0 +1,49 @@
+"""A small client of the registry's Confluent-compatible REST API.
+
+Used where confluent-kafka's ``SchemaRegistryClient`` is not at hand (the Spark
+driver fetching writer schemas by id). Schemas are immutable per id, so they
+are cached for the life of the process.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import requests
+
+from kappa.exceptions import KappaError
+
+
+class RegistryError(KappaError):
+    """The schema registry refused a request or could not be reached."""
+
+
+def _get(url: str) -> Any:
+    try:
+        resp = requests.get(url, timeout=10)
+    except requests.RequestException as exc:
+        raise RegistryError(
+            f"schema registry not reachable at {url} ({exc.__class__.__name__}); "
+            "run `kappa up` or set KAPPA_REGISTRY_URL"
+        ) from exc
+    if resp.status_code == 404:
+        return None
+    if resp.status_code >= 400:
+        raise RegistryError(f"registry answered {resp.status_code} for {url}: {resp.text[:300]}")
+    return resp.json()
+
+
+@lru_cache(maxsize=1024)
+def schema_by_id(base_url: str, schema_id: int) -> str | None:
+    """The schema text registered under ``schema_id`` (None when unknown)."""
+    body = _get(f"{base_url}/schemas/ids/{schema_id}")
+    return None if body is None else str(body["schema"])
+
+
+def latest(base_url: str, subject: str) -> tuple[int, str] | None:
+    """(id, schema text) of the latest version of ``subject``, or None."""
+    body = _get(f"{base_url}/subjects/{subject}/versions/latest")
+    if body is None:
+        return None
+    return int(body["id"]), str(body["schema"])

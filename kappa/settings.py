@@ -1,0 +1,269 @@
+"""Configuration: one frozen pydantic-settings model per component.
+
+Every value has a default that runs the local stack; every value can be
+overridden from the environment with the prefix ``KAPPA_<COMPONENT>_`` (for
+example ``KAPPA_KAFKA_PORT=19092`` or ``KAPPA_REGISTRY_URL=http://...``).
+Endpoints are always derived here, so no other module spells a host:port.
+
+To point kappa at services you already run, set the endpoint override and
+mark the service unmanaged, e.g. ``KAPPA_KAFKA_BOOTSTRAP_SERVERS=b1:9092,b2:9092``
+and ``KAPPA_KAFKA_MANAGED=false``: ``kappa up`` then only checks its health.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout kappa runs from (editable install): holds infra/, connect/, schemas/."""
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, frozen=True, extra="forbid")
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack keeps its state, and the tools it runs with."""
+
+    model_config = _config("KAPPA_")
+
+    state_dir: Path = Field(
+        default=PROJECT_ROOT / ".stack",
+        description="Jars, data dirs, pid files and logs (git-ignored).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address every local service binds to.")
+    java: str = Field(default="java", description="Java 17+ executable.")
+    mvn: str = Field(default="mvn", description="Maven executable used to resolve the jars.")
+    health_timeout_s: float = Field(
+        default=120.0, description="How long `kappa up` waits per service."
+    )
+    jars: Path | None = Field(
+        default=None, description="Resolved jars; defaults to <state_dir>/jars."
+    )
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.jars or self.state_dir / "jars"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+
+class PostgresSettings(BaseSettings):
+    """The PostgreSQL cluster: OLTP source, Iceberg catalog, registry and MLflow databases."""
+
+    model_config = _config("KAPPA_POSTGRES_")
+
+    managed: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=5433, description="5433 so a distro cluster on 5432 is left alone.")
+    user: str = Field(default="kappa", description="Owner of kappa's databases; has REPLICATION.")
+    password: SecretStr = SecretStr("kappa")
+    shop_db: str = "shop"
+    catalog_db: str = "lakehouse"
+    registry_db: str = "registry"
+    mlflow_db: str = "mlflow"
+    os_user: str = Field(
+        default="postgres", description="OS account the server runs as when kappa runs as root."
+    )
+    bin_dir: Path | None = Field(
+        default=None, description="PostgreSQL binaries; found under /usr/lib/postgresql when unset."
+    )
+
+    @property
+    def databases(self) -> tuple[str, ...]:
+        return (self.shop_db, self.catalog_db, self.registry_db, self.mlflow_db)
+
+    def dsn(self, database: str) -> str:
+        """libpq key/value connection string for ``database``."""
+        return (
+            f"host={self.host} port={self.port} dbname={database} "
+            f"user={self.user} password={self.password.get_secret_value()}"
+        )
+
+    def jdbc_url(self, database: str) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.port}/{database}"
+
+    def sqlalchemy_url(self, database: str) -> str:
+        return (
+            f"postgresql+psycopg2://{self.user}:{self.password.get_secret_value()}"
+            f"@{self.host}:{self.port}/{database}"
+        )
+
+
+class KafkaSettings(BaseSettings):
+    """Kafka: a single KRaft node (broker + controller) by default."""
+
+    model_config = _config("KAPPA_KAFKA_")
+
+    managed: bool = True
+    host: str = "127.0.0.1"
+    port: int = 9092
+    controller_port: int = 9093
+    bootstrap_servers: str | None = Field(
+        default=None, description="Override for an external cluster."
+    )
+    heap: str = "512m"
+    num_partitions: int = Field(default=3, description="Default partitions of auto-created topics.")
+    retention_hours: int = Field(
+        default=24 * 30, description="Broker default log retention: the replay window."
+    )
+
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers or f"{self.host}:{self.port}"
+
+
+class RegistrySettings(BaseSettings):
+    """Apicurio Registry 3.x, storage in PostgreSQL, used through its Confluent-compatible API."""
+
+    model_config = _config("KAPPA_REGISTRY_")
+
+    managed: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8081
+    url: str | None = Field(
+        default=None, description="Override: base URL of a Confluent-compatible API."
+    )
+    heap: str = "384m"
+    java: str | None = Field(
+        default=None, description="Java 21+ for the registry; found automatically when unset."
+    )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ccompat_url(self) -> str:
+        """What confluent-kafka's SchemaRegistryClient is given."""
+        return self.url or f"{self.base_url}/apis/ccompat/v7"
+
+    @property
+    def native_url(self) -> str:
+        return f"{self.base_url}/apis/registry/v3"
+
+
+class ConnectSettings(BaseSettings):
+    """Kafka Connect in distributed mode, with the Debezium PostgreSQL plugin."""
+
+    model_config = _config("KAPPA_CONNECT_")
+
+    managed: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8083
+    url: str | None = Field(
+        default=None, description="Override: REST URL of an external Connect cluster."
+    )
+    group_id: str = "kappa-connect"
+    heap: str = "512m"
+    connectors_dir: Path = Field(
+        default=PROJECT_ROOT / "connect" / "connectors",
+        description="Connector configs (JSON, one per source) that `kappa connect apply` applies.",
+    )
+    request_timeout_s: float = Field(
+        default=60.0, description="Timeout of a Connect REST call (validation opens a DB session)."
+    )
+
+    @property
+    def rest_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.port}"
+
+
+class ProducerSettings(BaseSettings):
+    """The traffic simulator's Kafka producer (snake_case here, librdkafka keys below)."""
+
+    model_config = _config("KAPPA_PRODUCER_")
+
+    topic: str = Field(default="shop.clicks", description="Topic of the click stream.")
+    partitions: int = Field(
+        default=3, description="Partitions when the producer creates the topic."
+    )
+    compression: str = Field(default="lz4", description="lz4, zstd, snappy, gzip or none.")
+    linger_ms: int = Field(default=20, description="How long librdkafka waits to fill a batch.")
+    batch_size: int = Field(default=1_000_000, description="Max bytes per partition batch.")
+    queue_max_messages: int = Field(default=1_000_000, description="Client-side queue bound.")
+    retries: int = Field(default=5, description="Attempts to reach the registry or broker.")
+    retry_backoff_s: float = Field(default=1.0, description="First backoff; doubles per attempt.")
+    delivery_timeout_ms: int = Field(default=30_000, description="Give up on a message after.")
+
+    def librdkafka(self, bootstrap: str) -> dict[str, object]:
+        """The confluent-kafka Producer config: idempotent, acks=all, compressed, batched."""
+        return {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": self.compression,
+            "linger.ms": self.linger_ms,
+            "batch.size": self.batch_size,
+            "queue.buffering.max.messages": self.queue_max_messages,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "message.timeout.ms": self.delivery_timeout_ms,
+        }
+
+
+class SparkSettings(BaseSettings):
+    """Spark for the streaming jobs: local by default, any master by configuration."""
+
+    model_config = _config("KAPPA_SPARK_")
+
+    master: str = "local[2]"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(default=4, description="Sized for 2 cores; raise on a cluster.")
+    checkpoint_root: str | None = Field(
+        default=None, description="Root of per-query checkpoints; defaults under the state dir."
+    )
+    ui_enabled: bool = False
+    trigger_interval: str = Field(
+        default="5 seconds", description="Processing-time trigger of live queries."
+    )
+    max_offsets_per_trigger: int = Field(default=500_000, description="Cap per micro-batch.")
+    state_store: str = Field(default="rocksdb", description="rocksdb or hdfs (Spark's default).")
+
+
+class CatalogSettings(BaseSettings):
+    """The Iceberg JDBC catalog shared by Spark and PyIceberg (same name on both sides)."""
+
+    model_config = _config("KAPPA_CATALOG_")
+
+    name: str = "lakehouse"
+    warehouse: str | None = Field(
+        default=None, description="file:// path or s3:// URI; defaults under the state dir."
+    )
+    s3_endpoint: str | None = Field(
+        default=None, description="S3-compatible endpoint for s3:// warehouses."
+    )
+
+
+class Settings(BaseSettings):
+    """All of kappa's settings, one frozen model per component."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    stack: StackSettings = Field(default_factory=StackSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    connect: ConnectSettings = Field(default_factory=ConnectSettings)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""kappa stage: schemas (see README, Architecture)."""

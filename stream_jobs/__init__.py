@@ -1,0 +1,1 @@
+"""kappa stage: stream_jobs (see README, Architecture)."""

@@ -1,0 +1,213 @@
+"""Run the streaming jobs as background ``spark-submit`` processes; report their progress.
+
+Each job has a folder ``<state>/streams/<name>/`` with its pid file, the driver
+log and ``progress.jsonl`` (one ``StreamingQueryProgress`` per micro-batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kappa.exceptions import KappaError
+from kappa.processes import running_pid
+from kappa.settings import PROJECT_ROOT, Settings
+from kappa.spark import spark_conf
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    module: str
+    topics: tuple[str, ...]
+    tables: tuple[str, ...]
+
+
+JOBS: dict[str, JobSpec] = {
+    "raw_clicks": JobSpec(
+        "raw_clicks",
+        "stream_jobs.raw_clicks",
+        ("shop.clicks",),
+        ("raw.clicks", "quarantine.clicks"),
+    ),
+    "cdc_mirror": JobSpec(
+        "cdc_mirror",
+        "stream_jobs.cdc_mirror",
+        ("shop.public.customers", "shop.public.products", "shop.public.orders"),
+        (
+            "cdc.customers",
+            "cdc.products",
+            "cdc.orders",
+            "cdc.customers_changelog",
+            "cdc.products_changelog",
+            "cdc.orders_changelog",
+            "quarantine.cdc",
+        ),
+    ),
+}
+
+
+class UnknownJobError(KappaError):
+    """A stream job name that is not defined."""
+
+
+def job(name: str) -> JobSpec:
+    if name not in JOBS:
+        raise UnknownJobError(f"unknown stream job '{name}'; known: {', '.join(sorted(JOBS))}")
+    return JOBS[name]
+
+
+def job_dir(settings: Settings, name: str) -> Path:
+    return settings.stack.state_dir / "streams" / name
+
+
+def submit_command(settings: Settings, spec: JobSpec, args: list[str]) -> list[str]:
+    """The ``spark-submit`` argv for ``spec`` (works against any master)."""
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    cmd = [str(spark_submit), "--master", settings.spark.master, "--name", spec.name]
+    for key, value in spark_conf(settings).items():
+        cmd += ["--conf", f"{key}={value}"]
+    script = PROJECT_ROOT / Path(*spec.module.split(".")).with_suffix(".py")
+    return [*cmd, str(script), *args]
+
+
+def pid(settings: Settings, name: str) -> int | None:
+    """The pid of the job's running driver, or None."""
+    return running_pid(job_dir(settings, name) / "pid", name)
+
+
+def start(
+    settings: Settings, name: str, args: list[str] | None = None, instance: str | None = None
+) -> int:
+    """Start job ``name`` in the background; return the driver's pid.
+
+    ``instance`` runs a second copy under another query name (own checkpoint and folder),
+    e.g. over another topic: ``start(s, "raw_clicks", ["--topic", "t"], instance="x")``.
+    """
+    spec = job(name)
+    instance = instance or name
+    running = pid(settings, instance)
+    if running is not None:
+        return running
+    folder = job_dir(settings, instance)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    with (folder / "driver.log").open("ab") as log:
+        proc = subprocess.Popen(
+            submit_command(settings, spec, ["--name", instance, *(args or [])]),
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (folder / "pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop(settings: Settings, name: str, timeout_s: float = 60, force: bool = False) -> bool:
+    """Stop the job's driver (SIGTERM, then SIGKILL; ``force``: SIGKILL at once)."""
+    running = pid(settings, name)
+    if running is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(running, signal.SIGKILL if force else signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and pid(settings, name) is not None:
+        time.sleep(0.5)
+    if pid(settings, name) is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(running, signal.SIGKILL)
+    (job_dir(settings, name) / "pid").unlink(missing_ok=True)
+    return True
+
+
+def last_progress(settings: Settings, name: str) -> dict[str, Any] | None:
+    path = job_dir(settings, name) / "progress.jsonl"
+    if not path.exists():
+        return None
+    lines = path.read_text().strip().splitlines()
+    return json.loads(lines[-1]) if lines else None
+
+
+def offsets_behind(settings: Settings, progress: dict[str, Any] | None) -> dict[str, int]:
+    """Per ``topic:partition``: the log end offset minus the query's last processed offset."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    if not progress:
+        return {}
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": "kappa-status",
+            "enable.auto.commit": False,
+        }
+    )
+    behind: dict[str, int] = {}
+    try:
+        for source in progress.get("sources", []):
+            end = source.get("endOffset")
+            end = json.loads(end) if isinstance(end, str) else end or {}
+            for topic, parts in end.items():
+                for part, offset in parts.items():
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, int(part)), timeout=5
+                    )
+                    behind[f"{topic}:{part}"] = max(0, int(high) - int(offset))
+    finally:
+        consumer.close()
+    return behind
+
+
+def status(settings: Settings, name: str, job_name: str | None = None) -> dict[str, Any]:
+    """What ``kappa stream status`` shows for one query (``job_name``: its job, for instances)."""
+    spec = job(job_name or name)
+    progress = last_progress(settings, name)
+    out: dict[str, Any] = {"name": name, "pid": pid(settings, name), "running": False}
+    out["running"] = out["pid"] is not None
+    if progress:
+        out.update(
+            {
+                "query_id": progress.get("id"),
+                "batch_id": progress.get("batchId"),
+                "at": progress.get("timestamp"),
+                "input_rows_per_s": round(float(progress.get("inputRowsPerSecond") or 0), 1),
+                "processed_rows_per_s": round(
+                    float(progress.get("processedRowsPerSecond") or 0), 1
+                ),
+                "batch_duration_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
+                "rows_in_last_batch": progress.get("numInputRows"),
+            }
+        )
+        out["offsets_behind"] = offsets_behind(settings, progress)
+        out["last_snapshot"] = last_committed_snapshot(settings, spec, str(progress.get("id")))
+    return out
+
+
+def last_committed_snapshot(settings: Settings, spec: JobSpec, query_id: str) -> dict[str, Any]:
+    """The newest snapshot (per table) that this query committed."""
+    from iceberg.admin import load
+
+    found: dict[str, Any] = {}
+    for ident in spec.tables:
+        table = load(settings, ident)
+        mine = [
+            s
+            for s in table.snapshots()
+            if s.summary and s.summary.additional_properties.get("kappa.query-id") == query_id
+        ]
+        if mine:
+            snap = max(mine, key=lambda s: s.timestamp_ms)
+            found[ident] = {"snapshot_id": snap.snapshot_id, "committed_at_ms": snap.timestamp_ms}
+    return found

@@ -1,0 +1,83 @@
+"""``raw_clicks``: shop.clicks → raw.clicks (append, exactly once) and quarantine.clicks.
+
+Run it with ``kappa stream start raw_clicks`` or directly::
+
+    spark-submit stream_jobs/raw_clicks.py [--available-now] [--starting earliest]
+
+Source → decode → split (good / quarantined) → two idempotent appends.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from kappa.settings import Settings, get_settings
+from kappa.spark import get_spark
+from stream_jobs import avro
+from stream_jobs.runtime import (
+    KAFKA_COLS,
+    JobContext,
+    SourceRange,
+    align_to_table,
+    append_once,
+    kafka_source,
+    quarantine_rows,
+    run_query,
+    with_kafka_columns,
+)
+
+NAME = "raw_clicks"
+TOPIC = "shop.clicks"
+REQUIRED = ("event_id", "event_time", "produced_at", "user_id", "session_id", "event_type")
+
+
+def contract(topic: str) -> avro.Contract:
+    """The click contract of ``topic`` (subject by TopicNameStrategy)."""
+    return avro.Contract(subject=f"{topic}-value", required=REQUIRED)
+
+
+def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
+    from pyspark.sql import functions as F
+
+    contract = ctx.params["contract"]
+    decoded = with_kafka_columns(
+        avro.decode_batch(df, ctx.settings.registry.ccompat_url, contract)
+    ).persist()
+    try:
+        good = decoded.where(F.col("reason").isNull()).select(
+            "record.*", "schema_id", *KAFKA_COLS, F.current_timestamp().alias("ingested_at")
+        )
+        table = ctx.table("raw.clicks")
+        written = append_once(ctx, align_to_table(ctx.spark, good, table), "raw.clicks", batch_id)
+        bad = quarantine_rows(decoded.where(F.col("reason").isNotNull()))
+        quarantined = append_once(ctx, bad, "quarantine.clicks", batch_id)
+    finally:
+        decoded.unpersist()
+    ctx.stats["rows"] = ctx.stats.get("rows", 0) + written
+    ctx.stats["quarantined"] = ctx.stats.get("quarantined", 0) + quarantined
+
+
+def run(settings: Settings, rng: SourceRange, topic: str = TOPIC, name: str = NAME) -> JobContext:
+    """Start the query and block until it stops."""
+    spark = get_spark(settings, name)
+    ctx = JobContext(
+        settings=settings, name=name, spark=spark, params={"contract": contract(topic)}
+    )
+    run_query(ctx, kafka_source(spark, settings, [topic], rng), process_batch, rng)
+    return ctx
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=NAME, description=__doc__)
+    parser.add_argument("--available-now", action="store_true", help="drain the topic, then stop")
+    parser.add_argument("--starting", default="earliest", help="startingOffsets for a new query")
+    parser.add_argument("--topic", default=TOPIC)
+    parser.add_argument("--name", default=NAME, help="query name (also its checkpoint folder)")
+    args = parser.parse_args(argv)
+    rng = SourceRange(starting=args.starting, available_now=args.available_now)
+    run(get_settings(), rng, topic=args.topic, name=args.name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""What every streaming job shares: the Kafka source, exactly-once Iceberg writes, the query.
+
+Exactly once: a job's ``foreachBatch`` writes each micro-batch to Iceberg with
+the snapshot properties ``kappa.query-id`` and ``kappa.batch-id``. Spark replays
+a micro-batch after a crash with the same ids (the query id lives in the
+checkpoint), so a batch whose marker is already in the table's snapshots is
+skipped — the same guarantee Iceberg's own streaming sink gives, kept for the
+jobs that need ``foreachBatch`` (several outputs, MERGE, schema evolution).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kappa.settings import Settings
+from kappa.spark import checkpoint_root
+
+KAFKA_COLS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
+QUERY_PROP = "kappa.query-id"
+BATCH_PROP = "kappa.batch-id"
+
+
+@dataclass(frozen=True)
+class SourceRange:
+    """Which part of the log a run reads: live (committed offsets onward) or a replay."""
+
+    starting: str = "earliest"  # "earliest", "latest" or Spark's JSON offsets
+    available_now: bool = False  # process what is there, then stop (backfills, tests)
+    ending: dict[str, dict[str, int]] | None = None  # replays: stop before these offsets
+
+
+@dataclass
+class JobContext:
+    """Handed to a job's batch function."""
+
+    settings: Settings
+    name: str
+    spark: Any
+    query_id: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # job-specific (topic, contract...)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def table(self, ident: str) -> str:
+        return f"{self.settings.catalog.name}.{ident}"
+
+
+def kafka_source(spark: Any, settings: Settings, topics: list[str], rng: SourceRange) -> Any:
+    """A streaming DataFrame over ``topics`` (key, value, topic, partition, offset, timestamp)."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .option("subscribe", ",".join(topics))
+        .option("startingOffsets", rng.starting)
+        # Loud, not silent: a gap in the log (retention deleted unread data) fails the query.
+        .option("failOnDataLoss", "true")
+        .option("maxOffsetsPerTrigger", str(settings.spark.max_offsets_per_trigger))
+        .option("includeHeaders", "false")
+    )
+    return reader.load()
+
+
+def with_kafka_columns(df: Any) -> Any:
+    """Name the Kafka coordinates as the tables do."""
+    from pyspark.sql import functions as F
+
+    return (
+        df.withColumn("kafka_topic", F.col("topic"))
+        .withColumn("kafka_partition", F.col("partition"))
+        .withColumn("kafka_offset", F.col("offset"))
+        .withColumn("kafka_timestamp", F.col("timestamp"))
+    )
+
+
+def quarantine_rows(df: Any) -> Any:
+    """Rows for ``quarantine.*``: coordinates, raw bytes, schema id, reason, time."""
+    from pyspark.sql import functions as F
+
+    return with_kafka_columns(df).select(
+        *KAFKA_COLS,
+        "key",
+        "value",
+        "schema_id",
+        "reason",
+        F.current_timestamp().alias("quarantined_at"),
+    )
+
+
+def committed(spark: Any, table: str, query_id: str, batch_id: int) -> bool:
+    """True when ``table`` already has a snapshot written by (query_id, batch_id)."""
+    from pyspark.sql import functions as F
+
+    snaps = spark.read.format("iceberg").load(f"{table}.snapshots")
+    hit = snaps.where(
+        (F.col("summary").getItem(QUERY_PROP) == query_id)
+        & (F.col("summary").getItem(BATCH_PROP) == str(batch_id))
+    )
+    return bool(hit.limit(1).count())
+
+
+def append_once(ctx: JobContext, df: Any, ident: str, batch_id: int) -> int:
+    """Append ``df`` to ``ident`` unless this batch is already there; rows appended."""
+    table = ctx.table(ident)
+    if committed(ctx.spark, table, ctx.query_id, batch_id):
+        return 0
+    rows = df.count()
+    if rows == 0:
+        return 0
+    (
+        df.writeTo(table)
+        .option(f"snapshot-property.{QUERY_PROP}", ctx.query_id)
+        .option(f"snapshot-property.{BATCH_PROP}", str(batch_id))
+        .append()
+    )
+    return int(rows)
+
+
+def align_to_table(spark: Any, df: Any, table: str) -> Any:
+    """Evolve the table with any new column of ``df``; return ``df`` in the table's column order."""
+    from pyspark.sql import functions as F
+
+    target = spark.table(table).schema
+    existing = {f.name for f in target.fields}
+    new = [fld for fld in df.schema.fields if fld.name not in existing]
+    for fld in new:
+        spark.sql(f"ALTER TABLE {table} ADD COLUMN {fld.name} {fld.dataType.simpleString()}")
+    if new:
+        target = spark.table(table).schema
+    cols = set(df.columns)
+    return df.select(
+        *[
+            F.col(f.name).cast(f.dataType)
+            if f.name in cols
+            else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in target.fields
+        ]
+    )
+
+
+def progress_path(settings: Settings, name: str) -> Path:
+    return settings.stack.state_dir / "streams" / name / "progress.jsonl"
+
+
+def checkpoint_query_id(location: str) -> str:
+    """The query id stored in a checkpoint's ``metadata`` file (stable across restarts)."""
+    path = Path(location.removeprefix("file://")) / "metadata"
+    return str(json.loads(path.read_text().splitlines()[0])["id"])
+
+
+def run_query(
+    ctx: JobContext,
+    stream: Any,
+    process: Callable[[JobContext, Any, int], None],
+    rng: SourceRange,
+    checkpoint: str | None = None,
+) -> None:
+    """Run ``process`` per micro-batch until stopped (or, with ``available_now``, done)."""
+    location = checkpoint or f"{checkpoint_root(ctx.settings)}/{ctx.name}"
+
+    def batch(df: Any, batch_id: int) -> None:
+        if not ctx.query_id:
+            # The first batch may run before start() returns: read the id Spark persisted.
+            ctx.query_id = checkpoint_query_id(location)
+        process(ctx, df, batch_id)
+
+    writer = (
+        stream.writeStream.queryName(ctx.name)
+        .option("checkpointLocation", location)
+        .foreachBatch(batch)
+    )
+    if rng.available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=ctx.settings.spark.trigger_interval)
+    query = writer.start()
+    ctx.query_id = str(query.id)
+    log = progress_path(ctx.settings, ctx.name)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    last = None
+    while query.isActive:
+        query.awaitTermination(2)
+        progress = query.lastProgress
+        if progress and progress.get("batchId") != last:
+            last = progress.get("batchId")
+            with log.open("a") as fh:
+                fh.write(json.dumps({"at": time.time(), **progress}, default=str) + "\n")
+    query.awaitTermination()

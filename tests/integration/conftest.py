@@ -1,0 +1,57 @@
+"""The real local stack, started once per test session through the code of `kappa up`.
+
+If the stack was already running (a developer's `kappa up`), it is reused and
+left running; if the session started it, the session stops it at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from infra import stack as local_stack
+from kappa.settings import Settings, get_settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[Settings]:
+    was_running = all(s.pid() is not None for s in local_stack.services(settings) if s.managed)
+    local_stack.up(settings, report=lambda msg: None)
+    yield settings
+    if not was_running:
+        local_stack.down(settings, report=lambda msg: None)
+
+
+@pytest.fixture
+def topic_factory(stack: Settings, unique_name):  # type: ignore[no-untyped-def]
+    """Create uniquely named topics; delete them after the test."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": stack.kafka.bootstrap})
+    created: list[str] = []
+
+    def make(prefix: str = "t", partitions: int = 1) -> str:
+        name = unique_name(prefix)
+        for fut in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+            fut.result(timeout=30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for fut in admin.delete_topics(created).values():
+            with contextlib.suppress(Exception):  # may be gone after a restart test
+                fut.result(timeout=30)

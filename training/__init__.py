@@ -1,0 +1,1 @@
+"""kappa stage: training (see README, Architecture)."""
