@@ -19,6 +19,10 @@ class RegistryError(KappaError):
     """The schema registry refused a request or could not be reached."""
 
 
+class SubjectNotFoundError(RegistryError):
+    """No schema is registered under the subject yet."""
+
+
 def _get(url: str) -> Any:
     try:
         resp = requests.get(url, timeout=10)
@@ -47,3 +51,14 @@ def latest(base_url: str, subject: str) -> tuple[int, str] | None:
     if body is None:
         return None
     return int(body["id"]), str(body["schema"])
+
+
+def subject_ids(base_url: str, subject: str) -> list[int]:
+    """The schema id of every version of ``subject`` (empty when the subject is unknown)."""
+    versions = _get(f"{base_url}/subjects/{subject}/versions") or []
+    ids = []
+    for version in versions:
+        body = _get(f"{base_url}/subjects/{subject}/versions/{version}")
+        if body is not None:
+            ids.append(int(body["id"]))
+    return ids

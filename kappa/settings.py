@@ -234,6 +234,21 @@ class SparkSettings(BaseSettings):
     state_store: str = Field(default="rocksdb", description="rocksdb or hdfs (Spark's default).")
 
 
+class FeatureSettings(BaseSettings):
+    """Event-time semantics of the windowed feature jobs."""
+
+    model_config = _config("KAPPA_FEATURES_")
+
+    watermark_delay: str = Field(
+        default="2 minutes",
+        description="How late an event may arrive (event time) and still count in its window.",
+    )
+    session_gap: str = Field(default="30 minutes", description="Inactivity that ends a session.")
+    namespace: str = Field(
+        default="features", description="Iceberg namespace the feature jobs write into."
+    )
+
+
 class CatalogSettings(BaseSettings):
     """The Iceberg JDBC catalog shared by Spark and PyIceberg (same name on both sides)."""
 
@@ -260,6 +275,7 @@ class Settings(BaseSettings):
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
 
 

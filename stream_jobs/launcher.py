@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iceberg.tables import FEATURE_SETS
 from kappa.exceptions import KappaError
 from kappa.processes import running_pid
 from kappa.settings import PROJECT_ROOT, Settings
@@ -29,6 +30,15 @@ class JobSpec:
     module: str
     topics: tuple[str, ...]
     tables: tuple[str, ...]
+    # Jobs running several queries name them "<instance>-<query>", each with its own
+    # checkpoint and progress log; the tables written by each query are given per query.
+    queries: dict[str, tuple[str, ...]] | None = None
+
+    def query_names(self, instance: str) -> dict[str, tuple[str, ...]]:
+        """Query name -> tables it writes, for an instance of this job."""
+        if not self.queries:
+            return {instance: self.tables}
+        return {f"{instance}-{q}": tables for q, tables in self.queries.items()}
 
 
 JOBS: dict[str, JobSpec] = {
@@ -51,6 +61,13 @@ JOBS: dict[str, JobSpec] = {
             "cdc.orders_changelog",
             "quarantine.cdc",
         ),
+    ),
+    "features": JobSpec(
+        "features",
+        "stream_jobs.features",
+        ("shop.clicks",),
+        tuple(f"features.{n}" for n in FEATURE_SETS),
+        queries={n: (f"features.{n}",) for n in FEATURE_SETS},
     ),
 }
 
@@ -171,12 +188,32 @@ def offsets_behind(settings: Settings, progress: dict[str, Any] | None) -> dict[
 
 
 def status(settings: Settings, name: str, job_name: str | None = None) -> dict[str, Any]:
-    """What ``kappa stream status`` shows for one query (``job_name``: its job, for instances)."""
+    """What ``kappa stream status`` shows for a single-query job (``job_name``: for instances)."""
     spec = job(job_name or name)
-    progress = last_progress(settings, name)
-    out: dict[str, Any] = {"name": name, "pid": pid(settings, name), "running": False}
+    return query_status(settings, name, name, spec.query_names(name).get(name, spec.tables))
+
+
+def statuses(
+    settings: Settings, job_name: str, instance: str | None = None
+) -> list[dict[str, Any]]:
+    """One status per query of ``job_name`` (an instance of it, if given)."""
+    spec = job(job_name)
+    instance = instance or job_name
+    return [
+        query_status(settings, instance, query, tables)
+        for query, tables in spec.query_names(instance).items()
+    ]
+
+
+def query_status(
+    settings: Settings, instance: str, query: str, tables: tuple[str, ...]
+) -> dict[str, Any]:
+    """Progress of ``query`` (run by the driver of ``instance``), lag and last snapshots."""
+    progress = last_progress(settings, query)
+    out: dict[str, Any] = {"name": query, "pid": pid(settings, instance), "running": False}
     out["running"] = out["pid"] is not None
     if progress:
+        watermark = (progress.get("eventTime") or {}).get("watermark")
         out.update(
             {
                 "query_id": progress.get("id"),
@@ -188,19 +225,47 @@ def status(settings: Settings, name: str, job_name: str | None = None) -> dict[s
                 ),
                 "batch_duration_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
                 "rows_in_last_batch": progress.get("numInputRows"),
+                "watermark": watermark,
+                "rows_dropped_by_watermark": dropped_by_watermark(settings, query),
             }
         )
         out["offsets_behind"] = offsets_behind(settings, progress)
-        out["last_snapshot"] = last_committed_snapshot(settings, spec, str(progress.get("id")))
+        out["last_snapshot"] = last_committed_snapshot(settings, tables, str(progress.get("id")))
     return out
 
 
-def last_committed_snapshot(settings: Settings, spec: JobSpec, query_id: str) -> dict[str, Any]:
+def all_progress(settings: Settings, query: str) -> list[dict[str, Any]]:
+    path = job_dir(settings, query) / "progress.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def dropped_by_watermark(settings: Settings, query: str) -> int:
+    """Events the query dropped as late (behind its watermark), over its whole progress log.
+
+    Counted where every event enters state: the de-duplication operator when the
+    query has one (Spark lists operators sink first), else the first stateful one.
+    Rows a later operator drops (an event late for some of its sliding windows only)
+    are listed per window by ``kappa features late``.
+    """
+    total = 0
+    for progress in all_progress(settings, query):
+        operators = progress.get("stateOperators") or []
+        dedupe = [o for o in operators if str(o.get("operatorName", "")).startswith("dedupe")]
+        entry = dedupe or operators[-1:]
+        total += sum(int(o.get("numRowsDroppedByWatermark") or 0) for o in entry)
+    return total
+
+
+def last_committed_snapshot(
+    settings: Settings, tables: tuple[str, ...], query_id: str
+) -> dict[str, Any]:
     """The newest snapshot (per table) that this query committed."""
     from iceberg.admin import load
 
     found: dict[str, Any] = {}
-    for ident in spec.tables:
+    for ident in tables:
         table = load(settings, ident)
         mine = [
             s

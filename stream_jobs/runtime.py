@@ -44,6 +44,7 @@ class JobContext:
     query_id: str = ""
     params: dict[str, Any] = field(default_factory=dict)  # job-specific (topic, contract...)
     stats: dict[str, int] = field(default_factory=dict)
+    progress: list[dict[str, Any]] = field(default_factory=list)  # this run's query progress
 
     def table(self, ident: str) -> str:
         return f"{self.settings.catalog.name}.{ident}"
@@ -103,12 +104,14 @@ def committed(spark: Any, table: str, query_id: str, batch_id: int) -> bool:
 
 
 def append_once(ctx: JobContext, df: Any, ident: str, batch_id: int) -> int:
-    """Append ``df`` to ``ident`` unless this batch is already there; rows appended."""
+    """Append ``df`` to ``ident`` unless this batch is already there; rows appended.
+
+    ``df`` should be persisted by the caller when it is expensive: it is counted
+    before it is written.
+    """
     table = ctx.table(ident)
-    if committed(ctx.spark, table, ctx.query_id, batch_id):
-        return 0
     rows = df.count()
-    if rows == 0:
+    if rows == 0 or committed(ctx.spark, table, ctx.query_id, batch_id):
         return 0
     (
         df.writeTo(table)
@@ -151,14 +154,16 @@ def checkpoint_query_id(location: str) -> str:
     return str(json.loads(path.read_text().splitlines()[0])["id"])
 
 
-def run_query(
+def start_query(
     ctx: JobContext,
     stream: Any,
     process: Callable[[JobContext, Any, int], None],
     rng: SourceRange,
+    *,
     checkpoint: str | None = None,
-) -> None:
-    """Run ``process`` per micro-batch until stopped (or, with ``available_now``, done)."""
+    output_mode: str | None = None,
+) -> Any:
+    """Start ``process`` per micro-batch under ``ctx.name`` with its own checkpoint."""
     location = checkpoint or f"{checkpoint_root(ctx.settings)}/{ctx.name}"
 
     def batch(df: Any, batch_id: int) -> None:
@@ -172,20 +177,74 @@ def run_query(
         .option("checkpointLocation", location)
         .foreachBatch(batch)
     )
+    if output_mode:
+        writer = writer.outputMode(output_mode)
     if rng.available_now:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=ctx.settings.spark.trigger_interval)
     query = writer.start()
     ctx.query_id = str(query.id)
-    log = progress_path(ctx.settings, ctx.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    last = None
-    while query.isActive:
-        query.awaitTermination(2)
-        progress = query.lastProgress
-        if progress and progress.get("batchId") != last:
-            last = progress.get("batchId")
-            with log.open("a") as fh:
+    return query
+
+
+class _ProgressLog:
+    """Appends every new ``StreamingQueryProgress`` of a query to its progress.jsonl."""
+
+    def __init__(self, ctx: JobContext, query: Any) -> None:
+        self.ctx = ctx
+        self.query = query
+        self.path = progress_path(ctx.settings, ctx.name)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.last = -1
+
+    def flush(self) -> None:
+        fresh = [p for p in self.query.recentProgress if int(p.get("batchId", -1)) > self.last]
+        if not fresh:
+            return
+        with self.path.open("a") as fh:
+            for progress in fresh:
                 fh.write(json.dumps({"at": time.time(), **progress}, default=str) + "\n")
-    query.awaitTermination()
+        self.last = int(fresh[-1]["batchId"])
+        self.ctx.progress.extend(fresh)
+
+
+def await_queries(running: list[tuple[JobContext, Any]]) -> None:
+    """Log progress of every query until all have stopped; re-raise the first failure.
+
+    When one query fails, the others are stopped too: they share a source and a
+    job, and the caller decides whether to restart them all.
+    """
+    logs = [_ProgressLog(ctx, query) for ctx, query in running]
+    try:
+        while any(query.isActive for _, query in running):
+            for log in logs:
+                log.query.awaitTermination(1)
+                log.flush()
+                if log.query.exception() is not None:
+                    raise_for(log.query)
+        for log in logs:
+            log.flush()
+            raise_for(log.query)
+    except BaseException:
+        for _, query in running:
+            if query.isActive:
+                query.stop()
+        raise
+
+
+def raise_for(query: Any) -> None:
+    """Re-raise a stopped query's failure (awaitTermination does that)."""
+    if query.exception() is not None:
+        query.awaitTermination()
+
+
+def run_query(
+    ctx: JobContext,
+    stream: Any,
+    process: Callable[[JobContext, Any, int], None],
+    rng: SourceRange,
+    checkpoint: str | None = None,
+) -> None:
+    """Run ``process`` per micro-batch until stopped (or, with ``available_now``, done)."""
+    await_queries([(ctx, start_query(ctx, stream, process, rng, checkpoint=checkpoint))])

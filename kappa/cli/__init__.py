@@ -23,6 +23,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "connect": ("kappa.cli.connect", "connect"),
     "tables": ("kappa.cli.tables", "tables"),
     "stream": ("kappa.cli.stream", "stream"),
+    "features": ("kappa.cli.features", "features"),
 }
 
 

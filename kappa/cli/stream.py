@@ -17,7 +17,7 @@ def stream() -> None:
 @click.argument("name")
 @click.option("--available-now", is_flag=True, help="Drain what is in the topic, then stop.")
 def start(name: str, available_now: bool) -> None:
-    """Start job NAME (raw_clicks, cdc_mirror, ...) unless it already runs."""
+    """Start job NAME (raw_clicks, cdc_mirror, features) unless it already runs."""
     from iceberg.admin import create_all
     from stream_jobs import launcher
 
@@ -50,7 +50,7 @@ def status(names: tuple[str, ...], output: str) -> None:
     from stream_jobs import launcher
 
     settings = get_settings()
-    rows = [launcher.status(settings, n) for n in (names or tuple(launcher.JOBS))]
+    rows = [row for n in (names or tuple(launcher.JOBS)) for row in launcher.statuses(settings, n)]
     if output == "json":
         emit_json({"queries": rows})
         return
@@ -64,6 +64,8 @@ def status(names: tuple[str, ...], output: str) -> None:
             "done rows/s",
             "batch ms",
             "behind",
+            "watermark",
+            "late rows",
             "last snapshot",
         ],
         [
@@ -75,6 +77,8 @@ def status(names: tuple[str, ...], output: str) -> None:
                 r.get("processed_rows_per_s"),
                 r.get("batch_duration_ms"),
                 sum((r.get("offsets_behind") or {}).values()) if r.get("offsets_behind") else None,
+                r.get("watermark"),
+                r.get("rows_dropped_by_watermark"),
                 ", ".join(
                     f"{t}@{s['snapshot_id']}" for t, s in (r.get("last_snapshot") or {}).items()
                 ),

@@ -1,0 +1,338 @@
+"""Windowed feature jobs against the real stack, checked by an independent pandas oracle."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from iceberg.admin import create_all, create_table
+from iceberg.tables import TableDef, cdc_mirror
+from kappa.catalog import load_catalog
+from kappa.settings import Settings, SparkSettings
+from producers.run import simulate
+from schemas.contracts import CLICK_EVENT_V2
+from stream_jobs import features, launcher
+from stream_jobs.runtime import SourceRange
+from tests.integration import clickgen
+from tests.integration import featureoracle as oracle
+
+SMALL = {"customers": 300, "products": 60, "pg_schema": None}
+END_COL = {
+    "user_activity_1m": "window_end",
+    "user_activity_1h": "window_end",
+    "user_sessions": "session_end",
+    "product_popularity_5m": "window_end",
+}
+KEYS = {name: d.keys for name, d in features.DEFINITIONS.items()}
+
+
+@pytest.fixture(scope="module")
+def lake(stack: Settings) -> Settings:
+    create_all(stack)
+    return stack
+
+
+@pytest.fixture
+def topic(lake: Settings, unique_name) -> str:  # type: ignore[no-untyped-def]
+    name = unique_name("fclicks")
+    admin = AdminClient({"bootstrap.servers": lake.kafka.bootstrap})
+    admin.create_topics([NewTopic(name, 3, 1)])[name].result(timeout=30)
+    return name
+
+
+@pytest.fixture
+def namespaces(lake: Settings) -> Iterator[Any]:
+    """Fresh Iceberg namespaces for one test; dropped afterwards."""
+    catalog = load_catalog(lake)
+    made: list[str] = []
+
+    def make() -> str:
+        ns = f"ft_{uuid.uuid4().hex[:10]}"
+        catalog.create_namespace(ns)
+        made.append(ns)
+        return ns
+
+    yield make
+    for ns in made:
+        for ident in catalog.list_tables(ns):
+            catalog.purge_table(ident)
+        catalog.drop_namespace(ns)
+
+
+def customers_table(settings: Settings, ns: str, ids: range) -> str:
+    """A customers mirror in ``ns`` (every 7th customer unknown) for the enrichment join."""
+    mirror = cdc_mirror("customers")
+    table_def = TableDef(ns, "customers", mirror.columns, identifier=mirror.identifier)
+    catalog = load_catalog(settings)
+    create_table(catalog, table_def)
+    table = catalog.load_table(table_def.ident)
+    known = [i for i in ids if i % 7]
+    now = datetime.now().astimezone()
+    rows = {
+        "customer_id": known,
+        "email": [f"c{i}@example.com" for i in known],
+        "name": [f"C {i}" for i in known],
+        "segment": [("new", "regular", "vip")[i % 3] for i in known],
+        "country": [("DE", "FR", "US", "BR")[i % 4] for i in known],
+        "signup_at": [now] * len(known),
+        "updated_at": [now] * len(known),
+        "lsn": list(range(len(known))),
+        "commit_ts": [now] * len(known),
+    }
+    table.append(pa.Table.from_pydict(rows, schema=table.schema().as_arrow()))
+    return table_def.ident
+
+
+def flush(settings: Settings, topic: str, records: list[dict[str, Any]]) -> str:
+    """Send one event far ahead in event time, so the watermark closes every real window."""
+    sid = clickgen.register(settings, topic)
+    event = clickgen.events(1, seed=999, start=oracle.flush_time(records))
+    clickgen.produce(settings, topic, event, sid)
+    return str(event[0]["event_id"])
+
+
+def utc(value: datetime) -> datetime:
+    """Spark returns naive datetimes in the session time zone (UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def table_rows(settings: Settings, ident: str) -> dict[tuple, dict[str, Any]]:
+    name = ident.rsplit(".", maxsplit=1)[-1]
+    key, start = KEYS[name]
+    rows = load_catalog(settings).load_table(ident).scan().to_arrow().to_pylist()
+    out = {(r[key], r[start]): r for r in rows}
+    assert len(out) == len(rows), f"{ident}: a window was written twice"
+    return out
+
+
+def without_computed_at(rows: dict[tuple, dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    return {k: {c: v for c, v in r.items() if c != "computed_at"} for k, r in rows.items()}
+
+
+def assert_matches_oracle(
+    got: dict[tuple, dict[str, Any]], want: dict[tuple, dict[str, Any]], name: str
+) -> None:
+    assert set(got) == set(want), (
+        f"{name}: {len(set(want) - set(got))} windows missing, "
+        f"{len(set(got) - set(want))} extra, e.g. {sorted(set(want) ^ set(got))[:3]}"
+    )
+    for key, expected in want.items():
+        row = got[key]
+        for col, value in expected.items():
+            assert row[col] == value, f"{name} {key} {col}: table {row[col]!r} != oracle {value!r}"
+        assert row["computed_at"] is not None
+
+
+def test_every_feature_equals_the_pandas_oracle(
+    lake: Settings, topic: str, namespaces: Any
+) -> None:
+    ns = namespaces()
+    customers = customers_table(lake, ns, range(1, 500))
+    summary = simulate(2500, seed=11, settings=lake, topic=topic, duplicate_fraction=0.03, **SMALL)
+    assert summary.delivered == 2500 and summary.duplicates > 0
+    records = oracle.consume(lake, topic)
+    flush_id = flush(lake, topic, records)
+
+    ctxs = features.run(
+        lake,
+        SourceRange(available_now=True),
+        topic=topic,
+        instance=f"o_{topic}",
+        namespace=ns,
+        customers=customers,
+    )
+
+    events = oracle.events_frame(records)
+    assert flush_id not in set(events["event_id"]) and len(events) == 2500 - summary.duplicates
+    watermark = oracle.flush_time(records) - pd.Timedelta(minutes=2)
+    for name, compute in oracle.ORACLES.items():
+        want = oracle.closed(compute(events), END_COL[name], watermark)
+        got = table_rows(lake, f"{ns}.{name}")
+        assert want, name
+        assert_matches_oracle(got, want, name)
+        assert ctxs[name].stats["windows"] == len(want)
+    # Enrichment: segment and country as the customers table held them.
+    segments = {
+        r["customer_id"]: (r["segment"], r["country"])
+        for r in load_catalog(lake).load_table(customers).scan().to_arrow().to_pylist()
+    }
+    rows = table_rows(lake, f"{ns}.user_activity_1m").values()
+    assert {(r["segment"], r["country"]) for r in rows if r["user_id"] % 7 == 0} == {(None, None)}
+    for r in rows:
+        if r["user_id"] % 7:
+            assert (r["segment"], r["country"]) == segments[r["user_id"]]
+    # Sums close the loop: every distinct event is in exactly one 1-minute window.
+    assert sum(r["events"] for r in rows) == len(events)
+    assert sum(r["cart_value"] for r in rows) > Decimal(0)
+
+
+def test_late_events_are_counted_and_their_windows_listed(
+    lake: Settings, topic: str, namespaces: Any
+) -> None:
+    ns = namespaces()
+    customers = customers_table(lake, ns, range(1, 500))
+    # Small micro-batches so the watermark advances while late events are still arriving.
+    settings = lake.model_copy(
+        update={"spark": SparkSettings(max_offsets_per_trigger=150, trigger_interval="1 second")}
+    )
+    summary = simulate(2400, seed=12, settings=lake, topic=topic, late_fraction=0.12, **SMALL)
+    assert summary.late > 0
+    records = oracle.consume(lake, topic)
+    flush_id = flush(lake, topic, records)
+    from stream_jobs import raw_clicks
+
+    raw_clicks.run(settings, SourceRange(available_now=True), topic=topic, name=f"r_{topic}")
+    instance = f"l_{topic}"
+    names = ["user_activity_1m", "user_sessions"]
+    features.run(
+        settings,
+        SourceRange(available_now=True),
+        names,
+        topic=topic,
+        instance=instance,
+        namespace=ns,
+        customers=customers,
+    )
+
+    events = oracle.events_frame(records)
+    events = events[events["event_id"] != flush_id]
+    watermark = oracle.flush_time(records) - pd.Timedelta(minutes=2)
+    for name in names:
+        dropped = launcher.dropped_by_watermark(lake, features.query_name(instance, name))
+        got = table_rows(lake, f"{ns}.{name}")
+        # Every produced event is either inside a written window or reported late.
+        assert sum(r["events"] for r in got.values()) + dropped == len(events), name
+        assert dropped > 0, f"{name}: the run had no late events; the test proves nothing"
+        # The windows the report names are exactly those the on-time oracle disagrees with.
+        want = oracle.closed(oracle.ORACLES[name](events), END_COL[name], watermark)
+        differs = {
+            k
+            for k in set(want) | set(got)
+            if k not in got or k not in want or got[k]["events"] != want[k]["events"]
+        }
+        report = features.late_report(
+            settings, name, instance=instance, namespace=ns, topic=topic, limit=100_000
+        )
+        key, start = KEYS[name]
+        listed = {(w[key], utc(w[start])): w for w in report["windows"]}
+        assert set(listed) == differs, name
+        assert report["affected_windows"] == len(differs)
+        if name == "user_activity_1m":
+            assert report["late_events"] == dropped
+            for k, w in listed.items():
+                assert w["late_events"] == want[k]["events"] - (got[k]["events"] if k in got else 0)
+
+
+def test_kill_9_and_restart_gives_the_tables_of_an_uninterrupted_run(
+    lake: Settings, topic: str, namespaces: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uninterrupted, killed = namespaces(), namespaces()
+    customers = customers_table(lake, uninterrupted, range(1, 500))
+    summary = simulate(3000, seed=13, settings=lake, topic=topic, duplicate_fraction=0.02, **SMALL)
+    assert summary.delivered == 3000
+    flush(lake, topic, oracle.consume(lake, topic))
+    names = "user_activity_1m,user_sessions"
+    settings = lake.model_copy(update={"spark": SparkSettings(max_offsets_per_trigger=300)})
+    features.run(
+        settings,
+        SourceRange(available_now=True),
+        names.split(","),
+        topic=topic,
+        instance=f"u_{topic}",
+        namespace=uninterrupted,
+        customers=customers,
+    )
+
+    monkeypatch.setenv("KAPPA_SPARK_MAX_OFFSETS_PER_TRIGGER", "300")
+    name = f"k_{topic}"
+    args = ["--only", names, "--topic", topic, "--namespace", killed, "--customers", customers]
+    args.append("--available-now")
+    catalog = load_catalog(lake)
+    launcher.start(lake, "features", args, instance=name)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            ident = f"{killed}.user_activity_1m"
+            if catalog.table_exists(ident) and catalog.load_table(ident).current_snapshot():
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the job committed nothing within 240 s")
+        launcher.stop(lake, name, force=True)  # kill -9 of the driver's process group
+        partial = len(table_rows(lake, f"{killed}.user_activity_1m"))
+        launcher.start(lake, "features", args, instance=name)
+        deadline = time.monotonic() + 300
+        while launcher.pid(lake, name) is not None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert launcher.pid(lake, name) is None, "the restarted job did not drain the topic"
+    finally:
+        launcher.stop(lake, name)
+    for table in names.split(","):
+        want = table_rows(lake, f"{uninterrupted}.{table}")
+        got = table_rows(lake, f"{killed}.{table}")
+        if table == "user_activity_1m":
+            assert 0 < partial < len(want)
+        assert without_computed_at(got) == without_computed_at(want), table
+
+
+def test_v2_events_mid_stream_are_processed_without_a_restart(
+    lake: Settings, topic: str, namespaces: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ns = namespaces()
+    customers = customers_table(lake, ns, range(1, 500))
+    monkeypatch.setenv("KAPPA_SPARK_TRIGGER_INTERVAL", "1 second")
+    name = f"e_{topic}"
+    args = ["--only", "user_activity_1m", "--topic", topic, "--namespace", ns]
+    launcher.start(lake, "features", [*args, "--customers", customers], instance=name)
+    try:
+        first = simulate(800, seed=14, settings=lake, topic=topic, **SMALL)
+        table = f"{ns}.user_activity_1m"
+        catalog = load_catalog(lake)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if catalog.table_exists(table) and catalog.load_table(table).current_snapshot():
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("no window written from v1 events within 240 s")
+        pid = launcher.pid(lake, name)
+        start = datetime.fromisoformat(first.sim_end)
+        second = simulate(
+            800,
+            seed=15,
+            settings=lake,
+            topic=topic,
+            contract=CLICK_EVENT_V2,
+            start=start,
+            **SMALL,
+        )
+        assert second.schema_id != first.schema_id
+        records = oracle.consume(lake, topic)
+        flush(lake, topic, records)
+        events = oracle.events_frame(records)
+        watermark = oracle.flush_time(records) - pd.Timedelta(minutes=2)
+        want = oracle.closed(oracle.user_activity_1m(events), "window_end", watermark)
+        deadline = time.monotonic() + 240
+        got: dict[tuple, dict[str, Any]] = {}
+        while time.monotonic() < deadline:
+            got = table_rows(lake, table)
+            if len(got) >= len(want):
+                break
+            time.sleep(1)
+        assert launcher.pid(lake, name) == pid, "the job was restarted"
+    finally:
+        launcher.stop(lake, name)
+    log = (launcher.job_dir(lake, name) / "driver.log").read_text()
+    assert f'"new_writer_schema_ids": [{second.schema_id}]' in log
+    v2_users = {r["user_id"] for r in records if "referrer" in r}
+    assert v2_users and any(k[0] in v2_users for k in got)
+    assert_matches_oracle(got, want, "user_activity_1m")
