@@ -70,8 +70,11 @@ def decode(df: Any, writers: dict[int, str], reader: str, contract: Contract) ->
             if record is None
             else record.when(F.col("schema_id") == schema_id, branch)
         )
-    if record is None:  # no known writer schema in this batch
-        record = F.lit(None)
+    # No known writer schema: null. Else behind an optimizer fence (spark_partition_id()
+    # is non-deterministic, and always >= 0): without it Spark pushes filters on
+    # ``reason`` below this projection and inlines from_avro once per field they test,
+    # decoding each record 8 times instead of once.
+    record = F.lit(None) if record is None else F.when(F.spark_partition_id() >= 0, record)
     decoded = df.withColumn("record", record)
     if not writers:
         decoded = decoded.withColumn(

@@ -448,6 +448,7 @@ def run(
     instance: str = NAME,
     namespace: str | None = None,
     customers: str = CUSTOMERS,
+    on_progress: Callable[[], None] | None = None,
 ) -> dict[str, JobContext]:
     """Run the feature queries until stopped (or drained); re-plan on a new writer schema."""
     names = names or list(DEFINITIONS)
@@ -468,6 +469,7 @@ def run(
                 "definition": DEFINITIONS[name],
                 "table": f"{namespace}.{name}",
                 "customers": customers,
+                "on_progress": on_progress,
             },
         )
         for name in names

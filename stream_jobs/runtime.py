@@ -62,7 +62,22 @@ def kafka_source(spark: Any, settings: Settings, topics: list[str], rng: SourceR
         .option("maxOffsetsPerTrigger", str(settings.spark.max_offsets_per_trigger))
         .option("includeHeaders", "false")
     )
-    return reader.load()
+    df = reader.load()
+    if rng.ending:
+        # Spark's streaming Kafka source has no endingOffsets: a replay reads what is
+        # there when it starts (availableNow) and keeps only offsets before the end.
+        from pyspark.sql import functions as F
+
+        keep = F.lit(False)
+        for topic, parts in rng.ending.items():
+            for partition, end in parts.items():
+                keep = keep | (
+                    (F.col("topic") == topic)
+                    & (F.col("partition") == int(partition))
+                    & (F.col("offset") < end)
+                )
+        df = df.where(keep)
+    return df
 
 
 def with_kafka_columns(df: Any) -> Any:
@@ -207,6 +222,9 @@ class _ProgressLog:
                 fh.write(json.dumps({"at": time.time(), **progress}, default=str) + "\n")
         self.last = int(fresh[-1]["batchId"])
         self.ctx.progress.extend(fresh)
+        callback = self.ctx.params.get("on_progress")
+        if callback is not None:
+            callback()
 
 
 def await_queries(running: list[tuple[JobContext, Any]]) -> None:

@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("kappa.cli.tables", "tables"),
     "stream": ("kappa.cli.stream", "stream"),
     "features": ("kappa.cli.features", "features"),
+    "backfill": ("kappa.cli.backfill", "backfill"),
 }
 
 

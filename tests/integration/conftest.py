@@ -7,11 +7,16 @@ left running; if the session started it, the session stops it at the end.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
+from iceberg.admin import create_all
 from infra import stack as local_stack
+from kappa.catalog import load_catalog
 from kappa.settings import Settings, get_settings
 
 
@@ -55,3 +60,36 @@ def topic_factory(stack: Settings, unique_name):  # type: ignore[no-untyped-def]
         for fut in admin.delete_topics(created).values():
             with contextlib.suppress(Exception):  # may be gone after a restart test
                 fut.result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def lake(stack: Settings) -> Settings:
+    create_all(stack)
+    return stack
+
+
+@pytest.fixture
+def feature_topic(lake: Settings, unique_name) -> str:  # type: ignore[no-untyped-def]
+    name = unique_name("fclicks")
+    admin = AdminClient({"bootstrap.servers": lake.kafka.bootstrap})
+    admin.create_topics([NewTopic(name, 3, 1)])[name].result(timeout=30)
+    return name
+
+
+@pytest.fixture
+def namespaces(lake: Settings) -> Iterator[Any]:
+    """Fresh Iceberg namespaces for one test; dropped afterwards."""
+    catalog = load_catalog(lake)
+    made: list[str] = []
+
+    def make() -> str:
+        ns = f"ft_{uuid.uuid4().hex[:10]}"
+        catalog.create_namespace(ns)
+        made.append(ns)
+        return ns
+
+    yield make
+    for ns in made:
+        for ident in catalog.list_tables(ns):
+            catalog.purge_table(ident)
+        catalog.drop_namespace(ns)

@@ -3,139 +3,37 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from iceberg.admin import create_all, create_table
-from iceberg.tables import TableDef, cdc_mirror
 from kappa.catalog import load_catalog
 from kappa.settings import Settings, SparkSettings
 from producers.run import simulate
 from schemas.contracts import CLICK_EVENT_V2
 from stream_jobs import features, launcher
 from stream_jobs.runtime import SourceRange
-from tests.integration import clickgen
 from tests.integration import featureoracle as oracle
-
-SMALL = {"customers": 300, "products": 60, "pg_schema": None}
-END_COL = {
-    "user_activity_1m": "window_end",
-    "user_activity_1h": "window_end",
-    "user_sessions": "session_end",
-    "product_popularity_5m": "window_end",
-}
-KEYS = {name: d.keys for name, d in features.DEFINITIONS.items()}
-
-
-@pytest.fixture(scope="module")
-def lake(stack: Settings) -> Settings:
-    create_all(stack)
-    return stack
-
-
-@pytest.fixture
-def topic(lake: Settings, unique_name) -> str:  # type: ignore[no-untyped-def]
-    name = unique_name("fclicks")
-    admin = AdminClient({"bootstrap.servers": lake.kafka.bootstrap})
-    admin.create_topics([NewTopic(name, 3, 1)])[name].result(timeout=30)
-    return name
-
-
-@pytest.fixture
-def namespaces(lake: Settings) -> Iterator[Any]:
-    """Fresh Iceberg namespaces for one test; dropped afterwards."""
-    catalog = load_catalog(lake)
-    made: list[str] = []
-
-    def make() -> str:
-        ns = f"ft_{uuid.uuid4().hex[:10]}"
-        catalog.create_namespace(ns)
-        made.append(ns)
-        return ns
-
-    yield make
-    for ns in made:
-        for ident in catalog.list_tables(ns):
-            catalog.purge_table(ident)
-        catalog.drop_namespace(ns)
-
-
-def customers_table(settings: Settings, ns: str, ids: range) -> str:
-    """A customers mirror in ``ns`` (every 7th customer unknown) for the enrichment join."""
-    mirror = cdc_mirror("customers")
-    table_def = TableDef(ns, "customers", mirror.columns, identifier=mirror.identifier)
-    catalog = load_catalog(settings)
-    create_table(catalog, table_def)
-    table = catalog.load_table(table_def.ident)
-    known = [i for i in ids if i % 7]
-    now = datetime.now().astimezone()
-    rows = {
-        "customer_id": known,
-        "email": [f"c{i}@example.com" for i in known],
-        "name": [f"C {i}" for i in known],
-        "segment": [("new", "regular", "vip")[i % 3] for i in known],
-        "country": [("DE", "FR", "US", "BR")[i % 4] for i in known],
-        "signup_at": [now] * len(known),
-        "updated_at": [now] * len(known),
-        "lsn": list(range(len(known))),
-        "commit_ts": [now] * len(known),
-    }
-    table.append(pa.Table.from_pydict(rows, schema=table.schema().as_arrow()))
-    return table_def.ident
-
-
-def flush(settings: Settings, topic: str, records: list[dict[str, Any]]) -> str:
-    """Send one event far ahead in event time, so the watermark closes every real window."""
-    sid = clickgen.register(settings, topic)
-    event = clickgen.events(1, seed=999, start=oracle.flush_time(records))
-    clickgen.produce(settings, topic, event, sid)
-    return str(event[0]["event_id"])
-
-
-def utc(value: datetime) -> datetime:
-    """Spark returns naive datetimes in the session time zone (UTC)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def table_rows(settings: Settings, ident: str) -> dict[tuple, dict[str, Any]]:
-    name = ident.rsplit(".", maxsplit=1)[-1]
-    key, start = KEYS[name]
-    rows = load_catalog(settings).load_table(ident).scan().to_arrow().to_pylist()
-    out = {(r[key], r[start]): r for r in rows}
-    assert len(out) == len(rows), f"{ident}: a window was written twice"
-    return out
-
-
-def without_computed_at(rows: dict[tuple, dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    return {k: {c: v for c, v in r.items() if c != "computed_at"} for k, r in rows.items()}
-
-
-def assert_matches_oracle(
-    got: dict[tuple, dict[str, Any]], want: dict[tuple, dict[str, Any]], name: str
-) -> None:
-    assert set(got) == set(want), (
-        f"{name}: {len(set(want) - set(got))} windows missing, "
-        f"{len(set(got) - set(want))} extra, e.g. {sorted(set(want) ^ set(got))[:3]}"
-    )
-    for key, expected in want.items():
-        row = got[key]
-        for col, value in expected.items():
-            assert row[col] == value, f"{name} {key} {col}: table {row[col]!r} != oracle {value!r}"
-        assert row["computed_at"] is not None
+from tests.integration.featurekit import (
+    END_COL,
+    KEYS,
+    SMALL,
+    assert_matches_oracle,
+    customers_table,
+    flush,
+    table_rows,
+    utc,
+    without_computed_at,
+)
 
 
 def test_every_feature_equals_the_pandas_oracle(
-    lake: Settings, topic: str, namespaces: Any
+    lake: Settings, feature_topic: str, namespaces: Any
 ) -> None:
-    ns = namespaces()
+    topic, ns = feature_topic, namespaces()
     customers = customers_table(lake, ns, range(1, 500))
     summary = simulate(2500, seed=11, settings=lake, topic=topic, duplicate_fraction=0.03, **SMALL)
     assert summary.delivered == 2500 and summary.duplicates > 0
@@ -176,9 +74,9 @@ def test_every_feature_equals_the_pandas_oracle(
 
 
 def test_late_events_are_counted_and_their_windows_listed(
-    lake: Settings, topic: str, namespaces: Any
+    lake: Settings, feature_topic: str, namespaces: Any
 ) -> None:
-    ns = namespaces()
+    topic, ns = feature_topic, namespaces()
     customers = customers_table(lake, ns, range(1, 500))
     # Small micro-batches so the watermark advances while late events are still arriving.
     settings = lake.model_copy(
@@ -233,9 +131,9 @@ def test_late_events_are_counted_and_their_windows_listed(
 
 
 def test_kill_9_and_restart_gives_the_tables_of_an_uninterrupted_run(
-    lake: Settings, topic: str, namespaces: Any, monkeypatch: pytest.MonkeyPatch
+    lake: Settings, feature_topic: str, namespaces: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uninterrupted, killed = namespaces(), namespaces()
+    topic, uninterrupted, killed = feature_topic, namespaces(), namespaces()
     customers = customers_table(lake, uninterrupted, range(1, 500))
     summary = simulate(3000, seed=13, settings=lake, topic=topic, duplicate_fraction=0.02, **SMALL)
     assert summary.delivered == 3000
@@ -285,9 +183,9 @@ def test_kill_9_and_restart_gives_the_tables_of_an_uninterrupted_run(
 
 
 def test_v2_events_mid_stream_are_processed_without_a_restart(
-    lake: Settings, topic: str, namespaces: Any, monkeypatch: pytest.MonkeyPatch
+    lake: Settings, feature_topic: str, namespaces: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ns = namespaces()
+    topic, ns = feature_topic, namespaces()
     customers = customers_table(lake, ns, range(1, 500))
     monkeypatch.setenv("KAPPA_SPARK_TRIGGER_INTERVAL", "1 second")
     name = f"e_{topic}"

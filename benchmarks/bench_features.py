@@ -1,0 +1,241 @@
+"""``user_activity_1m``: backlog throughput and live freshness, next to a Spark batch job.
+
+Three measurements in one run, on the same machine and the same Kafka data:
+
+1. Backlog: the streaming job (``availableNow``, the live job's code and settings)
+   over a pre-filled topic of ``KAPPA_BENCH_EVENTS`` events (default 5,000,000).
+2. References over the same topic: a Spark *batch* job doing the same aggregation
+   (same decoding, de-duplication by event_id, 1-minute windows, enrichment, Iceberg
+   write) and a bare Spark read of the topic into the ``noop`` sink — the ceiling
+   of anything Spark's Kafka source can do here.
+3. Freshness: the job runs live (``kappa stream start``'s code, 5-second trigger)
+   while the simulator produces in real time (event time = wall time) for
+   ``KAPPA_BENCH_LIVE_S`` seconds (default 420; a 1-minute window is final 3 minutes
+   after it starts, so shorter runs measure few windows). Per window, "visible" is the commit
+   time of the Iceberg snapshot that added it; "beyond window + watermark" is
+   visible - (window_end + watermark delay): the wait that is not imposed by the
+   window's definition.
+
+    python -m benchmarks bench_features
+
+The filled topic is kept (``bench.features.<n>``) and reused by the next run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from iceberg.admin import create_all
+from kappa.catalog import load_catalog
+from kappa.settings import Settings, get_settings
+from kappa.spark import get_spark
+from producers.run import RunOptions, SimulationConfig, produce, simulate
+from stream_jobs import avro, features, launcher
+from stream_jobs.runtime import SourceRange
+
+FEATURE = "user_activity_1m"
+POPULATION = {"customers": 50_000, "products": 5_000}
+
+
+def _records(settings: Settings, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "bench"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in meta.partitions
+        )
+    finally:
+        consumer.close()
+
+
+def _filled_topic(settings: Settings, n: int) -> tuple[str, float | None]:
+    topic = f"bench.features.{n}"
+    have = _records(settings, topic)
+    if have >= n:
+        return topic, None
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    if have:
+        admin.delete_topics([topic])[topic].result(timeout=60)
+        time.sleep(2)
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(timeout=60)
+    t0 = time.perf_counter()
+    simulate(n, seed=5, settings=settings, topic=topic, pg_schema=None, **POPULATION)
+    return topic, time.perf_counter() - t0
+
+
+def _batch_job(spark: Any, settings: Settings, topic: str, table: str) -> tuple[float, int]:
+    """The same aggregation as a Spark batch job over the whole topic."""
+    from pyspark.sql import functions as F
+
+    decoding = features.Decoding(subject=f"{topic}-value")
+    decoding.refresh(settings.registry.ccompat_url)
+    contract = avro.Contract(subject=decoding.subject, required=features.avro_required())
+    t0 = time.perf_counter()
+    raw = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .option("subscribe", topic)
+        .load()
+    )
+    decoded = avro.decode(avro.frame(raw), decoding.writers, decoding.reader, contract)
+    events = features.click_events(decoded, decoding).dropDuplicates(["event_id"])
+    windows = features.user_activity_1m(events, settings).withColumn(
+        "computed_at", F.current_timestamp()
+    )
+    customers = spark.table(f"{settings.catalog.name}.cdc.customers").select(
+        F.col("customer_id").alias("user_id"), "segment", "country"
+    )
+    windows.join(F.broadcast(customers), "user_id", "left").writeTo(table).createOrReplace()
+    elapsed = time.perf_counter() - t0
+    return elapsed, spark.table(table).count()
+
+
+def _kafka_ceiling(spark: Any, settings: Settings, topic: str) -> float:
+    t0 = time.perf_counter()
+    (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .option("subscribe", topic)
+        .load()
+        .write.format("noop")
+        .mode("overwrite")
+        .save()
+    )
+    return time.perf_counter() - t0
+
+
+def _visible_at(settings: Settings, ident: str) -> dict[tuple[int, datetime], tuple[float, Any]]:
+    """Per window key: (commit time of the snapshot that added it, its row)."""
+    table = load_catalog(settings).load_table(ident)
+    seen: dict[tuple[int, datetime], tuple[float, Any]] = {}
+    for snap in sorted(table.snapshots(), key=lambda s: s.timestamp_ms):
+        rows = table.scan(snapshot_id=snap.snapshot_id).to_arrow().to_pylist()
+        for row in rows:
+            key = (row["user_id"], row["window_start"])
+            if key not in seen:
+                seen[key] = (snap.timestamp_ms / 1000, row)
+    return seen
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def _freshness(settings: Settings, live_s: float, namespace: str) -> dict[str, Any]:
+    topic = f"bench_live_{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(timeout=60)
+    start = datetime.now(UTC)
+    # Register the schema before the job starts (a producer's first event would too).
+    simulate(1, seed=8, settings=settings, topic=topic, pg_schema=None, start=start, customers=10)
+    instance = f"bench_live_{uuid.uuid4().hex[:6]}"
+    args = ["--only", FEATURE, "--topic", topic, "--namespace", namespace]
+    launcher.start(settings, "features", args, instance=instance)
+    try:
+        config = SimulationConfig(
+            seed=9, start=datetime.now(UTC), sessions_per_customer_hour=24.0, **POPULATION
+        )
+        summary = produce(
+            config, RunOptions(duration_s=live_s, speed=1.0, topic=topic, pg_schema=None), settings
+        )
+        time.sleep(15)  # let the last trigger commit
+    finally:
+        launcher.stop(settings, instance)
+    delay = _seconds(settings.features.watermark_delay)
+    warm = start.timestamp() + 60  # the job's start-up is not part of the figure
+    beyond, since_produced = [], []
+    for (_, window_start), (visible, row) in _visible_at(
+        settings, f"{namespace}.{FEATURE}"
+    ).items():
+        if window_start.timestamp() < warm:
+            continue
+        beyond.append(visible - (row["window_end"].timestamp() + delay))
+        since_produced.append(visible - row["max_produced_at"].timestamp())
+    return {
+        "live_events": summary.delivered,
+        "live_events_per_s": round(summary.delivered / live_s),
+        "windows_measured": len(beyond),
+        "beyond_window_and_watermark_s_p50": _pct(beyond, 0.5) if beyond else None,
+        "beyond_window_and_watermark_s_p99": _pct(beyond, 0.99) if beyond else None,
+        "produced_to_visible_s_p50": _pct(since_produced, 0.5) if beyond else None,
+        "produced_to_visible_s_p99": _pct(since_produced, 0.99) if beyond else None,
+        "trigger": settings.spark.trigger_interval,
+        "watermark_delay": settings.features.watermark_delay,
+    }
+
+
+def _seconds(duration: str) -> float:
+    amount, unit = duration.split()
+    return float(amount) * {"second": 1, "minute": 60, "hour": 3600}[unit.rstrip("s")]
+
+
+def main() -> dict[str, Any]:
+    settings = get_settings()
+    n = int(os.environ.get("KAPPA_BENCH_EVENTS", "5000000"))
+    live_s = float(os.environ.get("KAPPA_BENCH_LIVE_S", "420"))
+    create_all(settings)
+    topic, fill_s = _filled_topic(settings, n)
+    records = _records(settings, topic)
+    namespace = f"bench_{uuid.uuid4().hex[:8]}"
+    catalog = load_catalog(settings)
+    catalog.create_namespace(namespace)
+    spark = get_spark(settings, "bench-features")
+    spark.range(1000).count()  # JVM warm-up outside every timing
+    try:
+        ceiling_s = _kafka_ceiling(spark, settings, topic)
+        t0 = time.perf_counter()
+        contexts = features.run(
+            settings,
+            SourceRange(available_now=True),
+            [FEATURE],
+            topic=topic,
+            instance=f"bench_{namespace}",
+            namespace=namespace,
+        )
+        stream_s = time.perf_counter() - t0
+        batch_table = f"{settings.catalog.name}.{namespace}.{FEATURE}_batch"
+        batch_s, batch_windows = _batch_job(spark, settings, topic, batch_table)
+        fresh = _freshness(settings, live_s, namespace)
+        stream_rate = records / stream_s
+        result = {
+            "records": records,
+            "fill_s": round(fill_s, 1) if fill_s else "reused",
+            "streaming_s": round(stream_s, 1),
+            "streaming_events_per_s": round(stream_rate),
+            "streaming_windows": contexts[FEATURE].stats.get("windows", 0),
+        # The batch job also writes the windows a stream still holds open at the end.
+            "batch_job_s": round(batch_s, 1),
+            "batch_job_events_per_s": round(records / batch_s),
+            "batch_job_windows": batch_windows,
+            "ratio_streaming_to_batch": round(stream_rate / (records / batch_s), 3),
+            "spark_kafka_read_only_events_per_s": round(records / ceiling_s),
+            "ratio_streaming_to_kafka_read_only": round(stream_rate * ceiling_s / records, 3),
+            "target_events_per_s": 250_000,
+            "max_offsets_per_trigger": settings.spark.max_offsets_per_trigger,
+            "cores": os.cpu_count(),
+            **fresh,
+        }
+    finally:
+        for ident in catalog.list_tables(namespace):
+            catalog.purge_table(ident)
+        catalog.drop_namespace(namespace)
+    print(result)
+    print(
+        f"user_activity_1m backlog: {result['streaming_events_per_s']:,} events/s "
+        f"({result['ratio_streaming_to_batch']}x the batch job, "
+        f"{result['ratio_streaming_to_kafka_read_only']}x a bare Kafka read); live freshness "
+        f"beyond window+watermark p50 {result['beyond_window_and_watermark_s_p50']} s, "
+        f"p99 {result['beyond_window_and_watermark_s_p99']} s"
+    )
+    return result

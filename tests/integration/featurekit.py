@@ -1,0 +1,89 @@
+"""Helpers shared by the feature and backfill tests: tables, flush events, comparisons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from iceberg.admin import create_table
+from iceberg.tables import TableDef, cdc_mirror
+from kappa.catalog import load_catalog
+from kappa.settings import Settings
+from stream_jobs import features
+from tests.integration import clickgen
+from tests.integration import featureoracle as oracle
+
+SMALL = {"customers": 300, "products": 60, "pg_schema": None}
+END_COL = {
+    "user_activity_1m": "window_end",
+    "user_activity_1h": "window_end",
+    "user_sessions": "session_end",
+    "product_popularity_5m": "window_end",
+}
+KEYS = {name: d.keys for name, d in features.DEFINITIONS.items()}
+
+
+def customers_table(settings: Settings, ns: str, ids: range) -> str:
+    """A customers mirror in ``ns`` (every 7th customer unknown) for the enrichment join."""
+    mirror = cdc_mirror("customers")
+    table_def = TableDef(ns, "customers", mirror.columns, identifier=mirror.identifier)
+    catalog = load_catalog(settings)
+    create_table(catalog, table_def)
+    table = catalog.load_table(table_def.ident)
+    known = [i for i in ids if i % 7]
+    now = datetime.now().astimezone()
+    rows = {
+        "customer_id": known,
+        "email": [f"c{i}@example.com" for i in known],
+        "name": [f"C {i}" for i in known],
+        "segment": [("new", "regular", "vip")[i % 3] for i in known],
+        "country": [("DE", "FR", "US", "BR")[i % 4] for i in known],
+        "signup_at": [now] * len(known),
+        "updated_at": [now] * len(known),
+        "lsn": list(range(len(known))),
+        "commit_ts": [now] * len(known),
+    }
+    table.append(pa.Table.from_pydict(rows, schema=table.schema().as_arrow()))
+    return table_def.ident
+
+
+def flush(settings: Settings, topic: str, records: list[dict[str, Any]]) -> str:
+    """Send one event far ahead in event time, so the watermark closes every real window."""
+    sid = clickgen.register(settings, topic)
+    event = clickgen.events(1, seed=999, start=oracle.flush_time(records))
+    clickgen.produce(settings, topic, event, sid)
+    return str(event[0]["event_id"])
+
+
+def utc(value: datetime) -> datetime:
+    """Spark returns naive datetimes in the session time zone (UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def table_rows(settings: Settings, ident: str) -> dict[tuple, dict[str, Any]]:
+    name = ident.rsplit(".", maxsplit=1)[-1]
+    key, start = KEYS[name]
+    rows = load_catalog(settings).load_table(ident).scan().to_arrow().to_pylist()
+    out = {(r[key], r[start]): r for r in rows}
+    assert len(out) == len(rows), f"{ident}: a window was written twice"
+    return out
+
+
+def without_computed_at(rows: dict[tuple, dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    return {k: {c: v for c, v in r.items() if c != "computed_at"} for k, r in rows.items()}
+
+
+def assert_matches_oracle(
+    got: dict[tuple, dict[str, Any]], want: dict[tuple, dict[str, Any]], name: str
+) -> None:
+    assert set(got) == set(want), (
+        f"{name}: {len(set(want) - set(got))} windows missing, "
+        f"{len(set(got) - set(want))} extra, e.g. {sorted(set(want) ^ set(got))[:3]}"
+    )
+    for key, expected in want.items():
+        row = got[key]
+        for col, value in expected.items():
+            assert row[col] == value, f"{name} {key} {col}: table {row[col]!r} != oracle {value!r}"
+        assert row["computed_at"] is not None
