@@ -278,6 +278,10 @@ def feature_table(name: str, namespace: str = "features") -> TableDef:
         columns,
         partition_by=((start, "day"),),
         identifier=(columns[0].name, start),
+        # A published backfill MERGEs windows the live job has finalised while the job
+        # keeps appending newer ones: the two never touch the same rows, so snapshot
+        # isolation is safe and spares the MERGE a spurious conflict with those appends.
+        properties={**BASE_PROPERTIES, "write.merge.isolation-level": "snapshot"},
         doc=doc,
     )
 

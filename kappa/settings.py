@@ -249,6 +249,31 @@ class FeatureSettings(BaseSettings):
     )
 
 
+class TrainingSettings(BaseSettings):
+    """The purchase-propensity trainer and its MLflow tracking."""
+
+    model_config = _config("KAPPA_TRAINING_")
+
+    horizon_minutes: int = Field(default=30, description="Label: an order within this horizon.")
+    lookback_minutes: int = Field(default=30, description="Recent-activity features window.")
+    samples_per_user: int = Field(default=20, description="At most this many times t per user.")
+    validation_fraction: float = Field(default=0.2, description="Latest share of times t.")
+    seed: int = 7
+    features_namespace: str = Field(default="features", description="Where features are read.")
+    labels_table: str = Field(
+        default="cdc.orders_changelog", description="Orders changelog the labels come from."
+    )
+    experiment: str = "purchase-propensity"
+    model_name: str = Field(default="purchase-propensity", description="Registered model name.")
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default: the `mlflow` PostgreSQL database."
+    )
+    artifacts: str | None = Field(
+        default=None,
+        description="Artifact root (path or s3://); default: <state>/mlflow-artifacts.",
+    )
+
+
 class CatalogSettings(BaseSettings):
     """The Iceberg JDBC catalog shared by Spark and PyIceberg (same name on both sides)."""
 
@@ -276,6 +301,7 @@ class Settings(BaseSettings):
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
 
 

@@ -25,6 +25,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "stream": ("kappa.cli.stream", "stream"),
     "features": ("kappa.cli.features", "features"),
     "backfill": ("kappa.cli.backfill", "backfill"),
+    "train": ("kappa.cli.train", "train"),
+    "mlflow": ("kappa.cli.train", "mlflow"),
 }
 
 

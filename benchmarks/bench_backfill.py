@@ -1,0 +1,91 @@
+"""Backfill replay rate of ``user_activity_1m`` next to Kafka's ConsumerPerformance.
+
+Both read the same pre-filled topic (``bench.features.<n>``, shared with
+``bench_features``; ``KAPPA_BENCH_EVENTS``, default 5,000,000) in the same run:
+``kappa backfill``'s code path (range resolution, replay through the live feature
+query into staging tables, ``availableNow``) and
+``org.apache.kafka.tools.ConsumerPerformance`` consuming every record once.
+
+    python -m benchmarks bench_backfill
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import uuid
+from typing import Any
+
+from benchmarks.bench_features import _filled_topic, _records
+from iceberg.admin import create_all
+from infra.process import java_command
+from infra.services.kafka import kafka_classpath
+from kappa.settings import Settings, get_settings
+from kappa.spark import get_spark
+from stream_jobs import backfill as bf
+
+FEATURE = "user_activity_1m"
+
+
+def _consumer_performance(settings: Settings, topic: str, records: int) -> float:
+    """Records/s (nMsg.sec) reported by ConsumerPerformance over the whole topic."""
+    cmd = java_command(
+        settings,
+        "512m",
+        kafka_classpath(settings),
+        "org.apache.kafka.tools.ConsumerPerformance",
+        "--bootstrap-server",
+        settings.kafka.bootstrap,
+        "--topic",
+        topic,
+        "--messages",
+        str(records),
+        "--group",
+        f"bench-perf-{uuid.uuid4().hex[:8]}",
+        "--timeout",
+        "120000",
+    )
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900).stdout
+    lines = [line for line in out.splitlines() if re.match(r"^\d{4}-\d\d-\d\d", line)]
+    if not lines:
+        raise RuntimeError(f"no figures in ConsumerPerformance output:\n{out[-2000:]}")
+    fields = [f.strip() for f in lines[-1].split(",")]
+    return float(fields[5])  # start, end, MB, MB/s, nMsg, nMsg.sec, ...
+
+
+def main() -> dict[str, Any]:
+    settings = get_settings()
+    n = int(os.environ.get("KAPPA_BENCH_EVENTS", "5000000"))
+    create_all(settings)
+    topic, _ = _filled_topic(settings, n)
+    records = _records(settings, topic)
+    get_spark(settings, "bench-backfill").range(1000).count()  # JVM warm-up, not timed
+    perf = _consumer_performance(settings, topic, records)
+    record = bf.create(settings, "earliest", feature_sets=[FEATURE], topic=topic)
+    try:
+        t0 = time.perf_counter()
+        bf.run(settings, record)
+        replay_s = time.perf_counter() - t0
+    finally:
+        bf.discard(settings, record)
+    rate = record.total_offsets / replay_s
+    result = {
+        "records": record.total_offsets,
+        "replay_s": round(replay_s, 1),
+        "backfill_events_per_s": round(rate),
+        "consumer_performance_records_per_s": round(perf),
+        "ratio_to_consumer_performance": round(rate / perf, 3),
+        "target_events_per_s": 400_000,
+        "target_ratio": 0.4,
+        "watermark_delay": record.watermark_delay,
+        "cores": os.cpu_count(),
+    }
+    print(result)
+    print(
+        f"backfill of {FEATURE}: {result['backfill_events_per_s']:,} events/s vs "
+        f"ConsumerPerformance {result['consumer_performance_records_per_s']:,} records/s "
+        f"({result['ratio_to_consumer_performance']}x)"
+    )
+    return result
