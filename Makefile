@@ -24,20 +24,10 @@ $(VENV_STAMP):
 jars: $(VENV_STAMP)
 	@$(KAPPA) install
 
-## make demo: bring the local stack up, create the tables, apply the CDC connector, show status
+## make demo: the whole loop once (stack, CDC, streaming jobs, simulated shop, backfill,
+## training), then a summary of where to look; everything keeps running.
 demo: install
-	$(KAPPA) up
-	$(KAPPA) schemas register
-	$(KAPPA) tables create
-	$(KAPPA) connect apply
-	$(KAPPA) connect status
-	$(KAPPA) status
-	@echo
-	@echo "The stack is running and stays up (data under .stack/). Next:"
-	@echo "  $(KAPPA) produce --rate 5000 --duration 60 --seed 7   # simulate the shop"
-	@echo "  $(KAPPA) stream start raw_clicks; $(KAPPA) stream start cdc_mirror"
-	@echo "  $(KAPPA) stream status; $(KAPPA) tables list"
-	@echo "Logs: $(KAPPA) logs <service>; stop everything: $(KAPPA) down"
+	$(KAPPA) demo
 
 ## make test: unit tests, then integration tests against the real services
 test: install

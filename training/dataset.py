@@ -124,7 +124,9 @@ def read(
         raise DatasetError(
             f"snapshot {snapshot_id} of {ident} no longer exists (expired without a tag?)"
         )
-    return table.scan(snapshot_id=snapshot_id, selected_fields=columns).to_pandas()
+    # Streamed file by file (lower peak memory than to_arrow's concatenation).
+    scan = table.scan(snapshot_id=snapshot_id, selected_fields=columns)
+    return scan.to_arrow_batch_reader().read_all().to_pandas()
 
 
 def digest(frame: pd.DataFrame) -> str:

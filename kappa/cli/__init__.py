@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "features": ("kappa.cli.features", "features"),
     "backfill": ("kappa.cli.backfill", "backfill"),
     "train": ("kappa.cli.train", "train"),
+    "demo": ("kappa.cli.demo", "demo"),
     "mlflow": ("kappa.cli.train", "mlflow"),
 }
 
