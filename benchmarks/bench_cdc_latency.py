@@ -50,7 +50,9 @@ def _tail(
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    decode = AvroDeserializer(SchemaRegistryClient({"url": settings.registry.ccompat_url}))
+    from kappa.registry import registry_conf
+
+    decode = AvroDeserializer(SchemaRegistryClient(registry_conf(settings)))
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka.bootstrap,

@@ -19,6 +19,16 @@ class RegistryError(KappaError):
     """The schema registry refused a request or could not be reached."""
 
 
+def registry_conf(settings: Any, retries: int = 3) -> dict[str, Any]:
+    """confluent-kafka ``SchemaRegistryClient`` settings with a request timeout.
+
+    Without ``timeout`` its HTTP client waits forever on a response that never comes
+    (seen once with Apicurio on a reused keep-alive connection); with it, the client
+    gives up after 10 s and retries.
+    """
+    return {"url": settings.registry.ccompat_url, "timeout": 10, "max.retries": retries}
+
+
 class SubjectNotFoundError(RegistryError):
     """No schema is registered under the subject yet."""
 

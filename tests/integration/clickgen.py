@@ -20,6 +20,7 @@ import fastavro
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from kappa.registry import registry_conf
 from kappa.settings import Settings
 
 AVSC = Path(__file__).resolve().parents[2] / "schemas" / "avro" / "click_event.avsc"
@@ -33,7 +34,7 @@ class Sent:
 
 
 def register(settings: Settings, topic: str, avsc: Path = AVSC) -> int:
-    client = SchemaRegistryClient({"url": settings.registry.ccompat_url})
+    client = SchemaRegistryClient(registry_conf(settings))
     return int(client.register_schema(f"{topic}-value", Schema(avsc.read_text(), "AVRO")))
 
 

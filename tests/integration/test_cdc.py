@@ -26,6 +26,7 @@ from connect.config import ConnectorSpec, load_connectors
 from connect.rest import ConnectClient
 from connect.source import prepare_source
 from kappa.exceptions import ConnectorValidationError
+from kappa.registry import registry_conf
 from kappa.settings import Settings
 from schemas.oltp import shop_ddl
 
@@ -69,7 +70,7 @@ def cdc(stack: Settings) -> Settings:
 def registry(stack: Settings) -> Any:
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-    return SchemaRegistryClient({"url": stack.registry.ccompat_url})
+    return SchemaRegistryClient(registry_conf(stack))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from infra import stack as local_stack
 from kappa.processes import alive
+from kappa.registry import registry_conf
 from kappa.settings import Settings
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
@@ -49,7 +50,7 @@ def test_kafka_produce_and_consume(stack: Settings, topic_factory, unique_name) 
 
 
 def test_schema_registered_and_fetched_by_id(stack: Settings, unique_name) -> None:
-    client = SchemaRegistryClient({"url": stack.registry.ccompat_url})
+    client = SchemaRegistryClient(registry_conf(stack))
     subject = unique_name("stack-test") + "-value"
     avsc = {
         "type": "record",
@@ -58,7 +59,7 @@ def test_schema_registered_and_fetched_by_id(stack: Settings, unique_name) -> No
         "fields": [{"name": "id", "type": "string"}, {"name": "n", "type": "long"}],
     }
     schema_id = client.register_schema(subject, Schema(json.dumps(avsc), "AVRO"))
-    fetched = SchemaRegistryClient({"url": stack.registry.ccompat_url}).get_schema(schema_id)
+    fetched = SchemaRegistryClient(registry_conf(stack)).get_schema(schema_id)
     assert json.loads(fetched.schema_str)["fields"] == avsc["fields"]
     assert client.get_latest_version(subject).schema_id == schema_id
 
@@ -109,7 +110,7 @@ def test_topic_and_schema_survive_down_and_up(stack: Settings, unique_name) -> N
     assert producer.flush(30) == 0
     subject = f"{topic}-value"
     avsc = json.dumps({"type": "record", "name": "Kept", "fields": [{"name": "a", "type": "int"}]})
-    schema_id = SchemaRegistryClient({"url": stack.registry.ccompat_url}).register_schema(
+    schema_id = SchemaRegistryClient(registry_conf(stack)).register_schema(
         subject, Schema(avsc, "AVRO")
     )
     pids = {s.name: s.pid() for s in local_stack.services(stack)}
@@ -140,5 +141,5 @@ def test_topic_and_schema_survive_down_and_up(stack: Settings, unique_name) -> N
             break
     consumer.close()
     assert value == b"kept"
-    fetched = SchemaRegistryClient({"url": stack.registry.ccompat_url}).get_schema(schema_id)
+    fetched = SchemaRegistryClient(registry_conf(stack)).get_schema(schema_id)
     assert json.loads(fetched.schema_str)["name"] == "Kept"
