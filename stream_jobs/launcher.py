@@ -146,8 +146,24 @@ def stop(settings: Settings, name: str, timeout_s: float = 60, force: bool = Fal
     if pid(settings, name) is not None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(running, signal.SIGKILL)
+    # The driver's children (the Python driver, the JVM) share its process group:
+    # return only when all of them are gone, so a restart never overlaps them.
+    while time.monotonic() < deadline + 30 and _group_alive(running):
+        time.sleep(0.2)
     (job_dir(settings, name) / "pid").unlink(missing_ok=True)
     return True
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process of process group ``pgid`` remains."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def last_progress(settings: Settings, name: str) -> dict[str, Any] | None:

@@ -93,3 +93,16 @@ def namespaces(lake: Settings) -> Iterator[Any]:
         for ident in catalog.list_tables(ns):
             catalog.purge_table(ident)
         catalog.drop_namespace(ns)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_spark_after_service_restarts(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Modules that restart the services leave this process's SparkSession with dead
+    JDBC connections to the catalog; stop it so the next test builds a fresh one."""
+    yield
+    if request.module.__name__.rsplit(".", 1)[-1].startswith("test_stack"):
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()

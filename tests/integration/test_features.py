@@ -168,10 +168,11 @@ def test_kill_9_and_restart_gives_the_tables_of_an_uninterrupted_run(
         launcher.stop(lake, name, force=True)  # kill -9 of the driver's process group
         partial = len(table_rows(lake, f"{killed}.user_activity_1m"))
         launcher.start(lake, "features", args, instance=name)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 420
         while launcher.pid(lake, name) is not None and time.monotonic() < deadline:
             time.sleep(1)
-        assert launcher.pid(lake, name) is None, "the restarted job did not drain the topic"
+        log = (launcher.job_dir(lake, name) / "driver.log").read_text()[-3000:]
+        assert launcher.pid(lake, name) is None, f"the restarted job did not finish:\n{log}"
     finally:
         launcher.stop(lake, name)
     for table in names.split(","):
