@@ -153,5 +153,6 @@ print(t.scan(snapshot_id=t.current_snapshot().snapshot_id).to_pandas().head())"
 Replay / retrain / stop:
   .venv/bin/kappa backfill start features --from earliest   (last backfill: {backfill_id})
   .venv/bin/kappa train --output json
-  .venv/bin/kappa stream stop features; .venv/bin/kappa down
+  for j in raw_clicks cdc_mirror features; do .venv/bin/kappa stream stop $j; done
+  .venv/bin/kappa down
 The stack and the streaming jobs keep running.""")
