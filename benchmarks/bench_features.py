@@ -38,6 +38,7 @@ from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from producers.run import RunOptions, SimulationConfig, produce, simulate
 from stream_jobs import avro, features, launcher
+from stream_jobs.backfill import duration_seconds
 from stream_jobs.runtime import SourceRange
 
 FEATURE = "user_activity_1m"
@@ -161,7 +162,7 @@ def _freshness(settings: Settings, live_s: float, namespace: str) -> dict[str, A
         time.sleep(15)  # let the last trigger commit
     finally:
         launcher.stop(settings, instance)
-    delay = _seconds(settings.features.watermark_delay)
+    delay = duration_seconds(settings.features.watermark_delay)
     warm = start.timestamp() + 60  # the job's start-up is not part of the figure
     beyond, since_produced = [], []
     for (_, window_start), (visible, row) in _visible_at(
@@ -182,11 +183,6 @@ def _freshness(settings: Settings, live_s: float, namespace: str) -> dict[str, A
         "trigger": settings.spark.trigger_interval,
         "watermark_delay": settings.features.watermark_delay,
     }
-
-
-def _seconds(duration: str) -> float:
-    amount, unit = duration.split()
-    return float(amount) * {"second": 1, "minute": 60, "hour": 3600}[unit.rstrip("s")]
 
 
 def main() -> dict[str, Any]:

@@ -37,7 +37,8 @@ from typing import Any
 from kappa.exceptions import KappaError
 from kappa.settings import FeatureSettings, Settings
 from stream_jobs import features
-from stream_jobs.runtime import SourceRange, progress_path
+from stream_jobs.launcher import last_progress
+from stream_jobs.runtime import SourceRange
 
 BACKFILL_PROP = "kappa.backfill-id"
 ENRICHMENT = ("segment", "country")  # as-of-write lookups: reported, not part of the verdict
@@ -291,7 +292,7 @@ def replay_delay(spark: Any, settings: Settings, backfill: Backfill) -> str:
     """Live watermark delay + the largest lateness ``raw.clicks`` saw in the range."""
     from pyspark.sql import functions as F
 
-    live_s = _seconds(settings.features.watermark_delay)
+    live_s = duration_seconds(settings.features.watermark_delay)
     raw = spark.table(f"{settings.catalog.name}.raw.clicks").where(
         F.col("kafka_topic") == backfill.topic
     )
@@ -365,7 +366,7 @@ def run(
 def _offsets_done(settings: Settings, backfill: Backfill) -> int:
     done = 0
     for name in backfill.feature_sets:
-        last = _last_progress(settings, features.query_name(backfill.instance, name))
+        last = last_progress(settings, features.query_name(backfill.instance, name))
         for source in (last or {}).get("sources", []):
             end = source.get("endOffset")
             end = json.loads(end) if isinstance(end, str) else end or {}
@@ -375,21 +376,14 @@ def _offsets_done(settings: Settings, backfill: Backfill) -> int:
     return done
 
 
-def _last_progress(settings: Settings, query: str) -> dict[str, Any] | None:
-    path = progress_path(settings, query)
-    if not path.exists():
-        return None
-    lines = path.read_text().strip().splitlines()
-    return json.loads(lines[-1]) if lines else None
-
-
 def _watermark(settings: Settings, query: str) -> str | None:
-    last = _last_progress(settings, query)
+    last = last_progress(settings, query)
     mark = ((last or {}).get("eventTime") or {}).get("watermark")
     return None if not mark or mark.startswith("1970-") else str(mark)
 
 
-def _seconds(duration: str) -> float:
+def duration_seconds(duration: str) -> float:
+    """Seconds in a Spark-style duration ("2 minutes", "30 seconds")."""
     amount, unit = duration.split()
     return float(amount) * {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]
 
@@ -410,7 +404,7 @@ def _bounds(settings: Settings, backfill: Backfill, name: str, live: Any) -> tup
     lower = _ts(backfill.lower) if backfill.lower else None
     if lower is not None and name == "user_sessions":
         # A session that began before the range is cut short by it: skip one gap.
-        lower += timedelta(seconds=_seconds(settings.features.session_gap))
+        lower += timedelta(seconds=duration_seconds(settings.features.session_gap))
     return lower, upper
 
 
