@@ -10,6 +10,7 @@ from infra import jars
 from infra.process import Service, java_major
 from infra.services.connect import Connect
 from infra.services.kafka import Kafka
+from infra.services.mlflow import Mlflow
 from infra.services.postgres import Postgres, find_bin_dir
 from infra.services.registry import Registry
 from kappa.exceptions import KappaError, ToolMissingError, UnknownServiceError
@@ -17,8 +18,8 @@ from kappa.settings import Settings
 
 Report = Callable[[str], None]
 
-SERVICE_ORDER: tuple[type[Service], ...] = (Postgres, Kafka, Registry, Connect)
-"""Dependency order: the registry stores schemas in PostgreSQL, Connect needs Kafka."""
+SERVICE_ORDER: tuple[type[Service], ...] = (Postgres, Kafka, Registry, Connect, Mlflow)
+"""Dependency order: the registry and MLflow store in PostgreSQL, Connect needs Kafka."""
 
 
 @dataclass(frozen=True)

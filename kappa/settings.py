@@ -274,6 +274,23 @@ class TrainingSettings(BaseSettings):
     )
 
 
+class MlflowSettings(BaseSettings):
+    """MLflow's tracking server and UI, run by `kappa up` over the tracking database."""
+
+    model_config = _config("KAPPA_MLFLOW_")
+
+    managed: bool = True
+    host: str = "127.0.0.1"
+    port: int = 5000
+    url: str | None = Field(
+        default=None, description="Override: the UI/REST URL of an external MLflow server."
+    )
+
+    @property
+    def ui_url(self) -> str:
+        return self.url or f"http://{self.host}:{self.port}"
+
+
 class CatalogSettings(BaseSettings):
     """The Iceberg JDBC catalog shared by Spark and PyIceberg (same name on both sides)."""
 
@@ -302,7 +319,20 @@ class Settings(BaseSettings):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+
+    @property
+    def tracking_uri(self) -> str:
+        """Where MLflow records runs and models: the `mlflow` database unless overridden."""
+        pg = self.postgres
+        return self.training.tracking_uri or pg.sqlalchemy_url(pg.mlflow_db)
+
+    @property
+    def artifact_root(self) -> str:
+        """Where MLflow stores artifacts: <state>/mlflow-artifacts unless overridden."""
+        default = (self.stack.state_dir / "mlflow-artifacts").resolve().as_uri()
+        return self.training.artifacts or default
 
 
 @lru_cache(maxsize=1)

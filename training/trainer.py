@@ -63,19 +63,6 @@ class Result:
         }
 
 
-def tracking_uri(settings: Settings) -> str:
-    if settings.training.tracking_uri:
-        return settings.training.tracking_uri
-    pg = settings.postgres
-    return pg.sqlalchemy_url(pg.mlflow_db)
-
-
-def artifact_root(settings: Settings) -> str:
-    if settings.training.artifacts:
-        return settings.training.artifacts
-    return (settings.stack.state_dir / "mlflow-artifacts").resolve().as_uri()
-
-
 def _mlflow(settings: Settings) -> Any:
     import logging
 
@@ -83,12 +70,12 @@ def _mlflow(settings: Settings) -> Any:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri(settings))
-    mlflow.set_registry_uri(tracking_uri(settings))
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
     name = settings.training.experiment
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        mlflow.create_experiment(name, artifact_location=f"{artifact_root(settings)}/{name}")
+        mlflow.create_experiment(name, artifact_location=f"{settings.artifact_root}/{name}")
     mlflow.set_experiment(name)
     return mlflow
 
@@ -352,3 +339,47 @@ def reproduce(settings: Settings, run_id: str) -> dict[str, Any]:
         "metrics_rebuilt": metrics,
         "identical_metrics": all(np.isclose(logged[k], metrics[k]) for k in logged),
     }
+
+
+def history(settings: Settings, max_runs: int = 200) -> list[dict[str, Any]]:
+    """Every training run of the experiment, oldest first: metrics, inputs, model version."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    mlflow = _mlflow(settings)
+    client = MlflowClient()
+    experiment = mlflow.get_experiment_by_name(settings.training.experiment)
+    if experiment is None:
+        return []
+    name = settings.training.model_name
+    versions = {v.run_id: v.version for v in client.search_model_versions(f"name='{name}'")}
+    try:
+        champion = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        champion = None
+    runs = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=max_runs
+    )
+    out = []
+    for run in reversed(runs):
+        tags = run.data.tags
+        version = versions.get(run.info.run_id)
+        out.append(
+            {
+                "run_id": run.info.run_id,
+                "start_time": run.info.start_time / 1000,
+                "status": run.info.status,
+                "metrics": dict(run.data.metrics),
+                "model_name": name,
+                "model_version": str(version) if version is not None else None,
+                "champion": version is not None and str(version) == champion,
+                "dataset_digest": tags.get("kappa.dataset_digest"),
+                "inputs": json.loads(tags.get("kappa.inputs", "[]")),
+                "snapshots": {
+                    k[len(SNAPSHOT_TAG) :]: int(v)
+                    for k, v in tags.items()
+                    if k.startswith(SNAPSHOT_TAG)
+                },
+            }
+        )
+    return out

@@ -27,6 +27,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("kappa.cli.backfill", "backfill"),
     "train": ("kappa.cli.train", "train"),
     "demo": ("kappa.cli.demo", "demo"),
+    "report": ("kappa.cli.report", "report"),
     "mlflow": ("kappa.cli.train", "mlflow"),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from typing import Any
 
 import click
 
@@ -39,31 +40,109 @@ def down(purge: bool) -> None:
 
 
 @click.command()
+@click.option("--services", "only_services", is_flag=True, help="Only the services (fast).")
 @output_option
-def status(output: str) -> None:
-    """Show each service: pid, endpoint, health, version."""
-    from infra import stack
+def status(only_services: bool, output: str) -> None:
+    """The operator's view: services, connectors, stream queries, tables, quarantine.
 
-    rows = stack.status(get_settings())
+    Exits 3 when a service, connector or running query is unhealthy.
+    """
+    from kappa.cli import _ops
+
+    settings = get_settings()
+    view: dict[str, Any] = (
+        {"services": _ops.services(settings)} if only_services else _ops.status(settings)
+    )
     if output == "json":
-        emit_json({"services": [r.as_dict() for r in rows]})
+        emit_json(view)
     else:
-        emit_table(
-            "kappa stack",
-            ["service", "pid", "endpoint", "healthy", "version"],
-            [
-                [
-                    r.name,
-                    r.pid if r.managed else "external",
-                    r.endpoint,
-                    "yes" if r.healthy else "NO",
-                    r.version,
-                ]
-                for r in rows
-            ],
-        )
-    if not all(r.healthy for r in rows):
+        _print_status(view)
+    healthy = all(r["healthy"] for r in view["services"]) and all(
+        c["healthy"] for c in view.get("connectors", [])
+    )
+    if not healthy:
         sys.exit(3)
+
+
+def _behind(offsets: dict[str, int] | None) -> str:
+    """Total offsets behind, then every partition that is behind (topic:partition=n)."""
+    if not offsets:
+        return ""
+    lagging = [f"{tp}={n:,}" for tp, n in sorted(offsets.items()) if n]
+    return " ".join([f"{sum(offsets.values()):,}", *lagging])
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    text = f"{abs(seconds):,.1f}s" if abs(seconds) < 600 else f"{abs(seconds) / 3600:,.1f}h"
+    # a simulated shop running faster than real time produces "in the future"
+    return text if seconds >= 0 else f"-{text} (simulated clock ahead)"
+
+
+def _print_status(view: dict[str, Any]) -> None:
+    services = view["services"]
+    emit_table(
+        "services",
+        ["service", "pid", "endpoint", "healthy", "version"],
+        [
+            [
+                r["name"],
+                r["pid"] if r["managed"] else "external",
+                r["endpoint"],
+                "yes" if r["healthy"] else "NO",
+                r["version"],
+            ]
+            for r in services
+        ],
+    )
+    if "skipped" in view:
+        click.echo(str(view["skipped"]))
+        return
+    emit_table(
+        "connectors",
+        ["connector", "state", "tasks", "trace"],
+        [
+            [c["name"], c["state"], " ".join(t["state"] for t in c["tasks"]), c.get("trace") or ""]
+            for c in view.get("connectors", [])
+        ],
+    )
+    emit_table(
+        "stream queries",
+        ["query", "pid", "batch", "in rows/s", "done rows/s", "batch ms", "offsets behind"],
+        [
+            [
+                q["name"],
+                q["pid"] or "stopped",
+                q.get("batch_id"),
+                q.get("input_rows_per_s"),
+                q.get("processed_rows_per_s"),
+                q.get("batch_duration_ms"),
+                _behind(q.get("offsets_behind")),
+            ]
+            for q in view.get("queries", [])
+        ],
+    )
+    emit_table(
+        "tables",
+        ["table", "rows", "snapshot", "committed at", "freshness"],
+        [
+            [
+                t["table"],
+                f"{t['rows']:,}",
+                t["snapshot_id"],
+                t["committed_at"],
+                _age(t["freshness_s"]),
+            ]
+            for t in view.get("tables", [])
+        ],
+    )
+    quarantined = view.get("quarantine", [])
+    emit_table(
+        f"quarantine ({sum(q['count'] for q in quarantined):,} records)",
+        ["table", "reason", "records"],
+        [[q["table"], q["reason"], q["count"]] for q in quarantined],
+    )
 
 
 @click.command()

@@ -72,29 +72,15 @@ def mlflow() -> None:
 
 
 @mlflow.command()
-@click.option("--port", default=5000, show_default=True)
-def ui(port: int) -> None:
-    """Serve MLflow's UI over kappa's tracking database (Ctrl-C stops it)."""
-    import os
-    import sys
-
-    from training.trainer import artifact_root, tracking_uri
+def ui() -> None:
+    """Print the URL of MLflow's UI (the stack's `mlflow` service serves it)."""
+    from infra import stack
 
     settings = get_settings()
-    exe = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    click.echo(f"MLflow UI on http://{settings.stack.host}:{port} (tracking: the mlflow database)")
-    os.execv(
-        exe,
-        [
-            exe,
-            "ui",
-            "--backend-store-uri",
-            tracking_uri(settings),
-            "--default-artifact-root",
-            artifact_root(settings),
-            "--host",
-            settings.stack.host,
-            "--port",
-            str(port),
-        ],
-    )
+    svc = stack.service(settings, "mlflow")
+    if not svc.healthy():
+        raise click.ClickException(
+            f"MLflow does not answer at {svc.endpoint}; start it with `kappa up` "
+            f"(log: {svc.log_path})"
+        )
+    click.echo(f"MLflow UI: {svc.endpoint}  (tracking store: the `mlflow` database)")

@@ -24,6 +24,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+    # The demo runs the default jobs on the default topics and tables: last, alone.
+    items.sort(key=lambda item: item.fspath.basename == "test_demo.py")
 
 
 @pytest.fixture(scope="session")

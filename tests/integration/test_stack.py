@@ -92,7 +92,7 @@ def test_status_json_lists_every_service_healthy(stack: Settings) -> None:
         [KAPPA, "status", "--output", "json"], capture_output=True, text=True, check=True
     ).stdout
     services = json.loads(out)["services"]
-    assert [s["name"] for s in services] == ["postgres", "kafka", "registry", "connect"]
+    assert [s["name"] for s in services] == ["postgres", "kafka", "registry", "connect", "mlflow"]
     for svc in services:
         assert set(svc) >= {"name", "pid", "endpoint", "healthy", "version"}
         assert svc["healthy"] is True and svc["version"]

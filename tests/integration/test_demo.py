@@ -1,0 +1,178 @@
+"""`kappa demo` as a new user runs it: every number of its summary is what the lake,
+Kafka and MLflow hold, its snippets run as printed, and its report has every section.
+
+Runs last (see conftest): it starts the three streaming jobs on the default topics
+and tables, and stops the ones it started.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from confluent_kafka import Consumer, TopicPartition
+
+from kappa.catalog import load_catalog
+from kappa.settings import PROJECT_ROOT, Settings
+from stream_jobs import launcher
+
+KAPPA = str(Path(sys.executable).parent / "kappa")
+JOBS = ("raw_clicks", "cdc_mirror", "features")
+
+
+def _end_offsets(settings: Settings, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "demo-test"})
+    try:
+        meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if meta is None or not meta.partitions:
+            return 0
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in meta.partitions
+        )
+    finally:
+        consumer.close()
+
+
+@pytest.fixture(scope="module")
+def demo(lake: Settings) -> Iterator[dict[str, Any]]:
+    running = {j for j in JOBS if launcher.pid(lake, j) is not None}
+    before = _end_offsets(lake, lake.producer.topic)
+    try:
+        proc = subprocess.run(
+            [KAPPA, "demo", "--minutes", "0.75"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            cwd=PROJECT_ROOT,
+        )
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+        facts = json.loads((lake.stack.state_dir / "demo" / "summary.json").read_text())
+        yield {
+            "facts": facts,
+            "stdout": proc.stdout,
+            "produced": _end_offsets(lake, lake.producer.topic) - before,
+        }
+    finally:
+        for job in JOBS:
+            if job not in running:
+                launcher.stop(lake, job)
+
+
+def test_summary_counts_are_what_kafka_and_the_lake_hold(demo: dict[str, Any], lake: Settings):
+    facts = demo["facts"]
+    assert facts["events_produced"] == demo["produced"] > 10_000
+    assert facts["events_failed"] == 0
+    catalog = load_catalog(lake)
+    names = {t["table"] for t in facts["tables"]}
+    assert {"raw.clicks", "cdc.orders", "cdc.orders_changelog", "features.user_sessions"} <= names
+    for entry in facts["tables"]:
+        table = catalog.load_table(entry["table"])
+        snap = table.current_snapshot()
+        assert (snap.snapshot_id if snap else None) == entry["snapshot_id"], entry["table"]
+        rows = table.scan(snapshot_id=entry["snapshot_id"]).to_arrow().num_rows if snap else 0
+        assert rows == entry["rows"], entry["table"]
+        if entry["table"].endswith("_changelog"):
+            assert facts["cdc_changes"][entry["table"]] == rows
+    assert facts["cdc_changes_total"] == sum(facts["cdc_changes"].values()) > 0
+    # every click event delivered this run reached raw.clicks (one row per Kafka record)
+    raw = catalog.load_table("raw.clicks").scan(selected_fields=("kafka_offset",))
+    assert raw.to_arrow().num_rows >= demo["produced"]
+    for line in (
+        f"click events produced: {facts['events_produced']:,}",
+        f"CDC changes in the lake: {facts['cdc_changes_total']:,}",
+    ):
+        assert line in demo["stdout"]
+
+
+def test_backfill_and_model_are_what_mlflow_holds(demo: dict[str, Any], lake: Settings) -> None:
+    from mlflow.tracking import MlflowClient
+
+    facts = demo["facts"]
+    assert facts["backfill"]["verdict"] in ("identical", "explained")
+    assert facts["backfill"]["published"]
+    model = facts["model"]
+    assert model is not None, demo["stdout"][-3000:]
+    client = MlflowClient(tracking_uri=lake.tracking_uri, registry_uri=lake.tracking_uri)
+    run = client.get_run(model["run_id"])
+    assert run.data.metrics == pytest.approx(model["metrics"])
+    version = client.get_model_version(model["name"], model["version"])
+    assert version.run_id == model["run_id"]
+    assert f"MLflow run {model['run_id']}" in demo["stdout"]
+    ui = requests.get(
+        f"{facts['mlflow_ui']}/ajax-api/2.0/mlflow/runs/get",
+        params={"run_id": model["run_id"]},
+        timeout=10,
+    )
+    assert ui.status_code == 200 and ui.json()["run"]["info"]["run_id"] == model["run_id"]
+
+
+def test_printed_snippets_run_as_printed(demo: dict[str, Any], lake: Settings) -> None:
+    facts = demo["facts"]
+    for name, command in facts["snippets"].items():
+        assert command in demo["stdout"], name
+    pinned = next(t for t in facts["tables"] if t["table"] == "features.user_activity_1m")
+    table = load_catalog(lake).load_table("features.user_activity_1m")
+    frame = table.scan(snapshot_id=pinned["snapshot_id"]).to_pandas()
+
+    out = subprocess.run(
+        facts["snippets"]["pyiceberg"],
+        shell=True,
+        check=False,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(rf"count\s+{len(frame)}\.0", out.stdout), out.stdout
+
+    out = subprocess.run(
+        facts["snippets"]["duckdb"],
+        shell=True,
+        check=False,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    for segment, group in frame.groupby("segment"):
+        events = int(group["events"].sum())
+        value = sum(group["cart_value"], Decimal("0"))
+        assert re.search(
+            rf"{segment}\s*│\s*{len(group)}\s*│\s*{events}\s*│\s*{value}", out.stdout
+        ), (segment, out.stdout)
+
+
+def test_report_has_every_section_with_data(demo: dict[str, Any], lake: Settings) -> None:
+    facts = demo["facts"]
+    path = Path(facts["report"].removeprefix("file://"))
+    page = path.read_text()
+    counts = dict(re.findall(r'<section id="(\w+)"[^>]*data-count="(\d+)"', page))
+    assert set(counts) >= {
+        "services",
+        "throughput",
+        "freshness",
+        "lag",
+        "tables",
+        "quarantine",
+        "models",
+        "lineage",
+    }
+    for section in ("services", "throughput", "freshness", "lag", "tables", "models", "lineage"):
+        assert int(counts[section]) > 0, section
+    texts = set(re.findall(r"<text[^>]*>([^<]+)</text>", page))
+    for entry in facts["tables"]:  # the lineage graph names every table
+        assert entry["table"] in texts, entry["table"]
+    model = facts["model"]
+    assert f"{model['name']} v{model['version']}" in texts
