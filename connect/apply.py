@@ -91,7 +91,11 @@ def apply(
     specs: Sequence[ConnectorSpec] | None = None,
     dry_run: bool = False,
 ) -> list[ApplyResult]:
-    """Create or update every connector; leave unchanged ones alone.
+    """Create or update every connector; restart an unchanged one that has failed.
+
+    A connector whose config is already what the file says is left alone, unless it
+    or one of its tasks is FAILED (e.g. it was applied before its source tables
+    existed): then it is restarted, so ``apply`` always converges to running.
 
     Args:
         settings: kappa settings (Connect URL, placeholder values).
@@ -118,8 +122,22 @@ def apply(
             action = "updated" if diff else "unchanged"
         if action != "unchanged" and not dry_run:
             client.put_config(spec.name, config)
+        elif action == "unchanged" and not dry_run and _failed(client, spec.name):
+            client.restart(spec.name)
+            deadline = time.monotonic() + 15  # until Connect shows the restart
+            while _failed(client, spec.name) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            action = "restarted"
         results.append(ApplyResult(spec.name, action, diff))
     return results
+
+
+def _failed(client: ConnectClient, name: str) -> bool:
+    try:
+        state = parse_status(client.status(name))
+    except ConnectorNotFoundError:
+        return False
+    return state.state == "FAILED" or any(t.state == "FAILED" for t in state.tasks)
 
 
 def summarize_trace(trace: str | None, max_len: int = 300) -> str | None:

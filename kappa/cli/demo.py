@@ -35,11 +35,13 @@ def _start_time(settings: Settings, span: timedelta) -> datetime:
     from stream_jobs import features, launcher
 
     start = (datetime.now(UTC) - span).replace(microsecond=0)
-    last = launcher.last_progress(settings, features.query_name("features", "user_activity_1m"))
-    newest = ((last or {}).get("eventTime") or {}).get("max")
-    if newest:
-        resume = datetime.fromisoformat(newest.replace("Z", "+00:00")) + timedelta(minutes=10)
-        start = max(start, resume)
+    query = features.query_name("features", "user_activity_1m")
+    # idle batches report no eventTime.max: look back to the last batch that had events
+    for progress in reversed(launcher.all_progress(settings, query)):
+        newest = (progress.get("eventTime") or {}).get("max")
+        if newest:
+            resume = datetime.fromisoformat(newest.replace("Z", "+00:00")) + timedelta(minutes=10)
+            return max(start, resume)
     return start
 
 
@@ -99,10 +101,12 @@ def demo(minutes: float, rate: int, seed: int) -> None:
 def _start_stack(settings: Settings) -> None:
     """Services, contracts, tables, the Debezium connector and the three streaming jobs."""
     from connect.apply import apply, wait_running
+    from connect.source import prepare_source
     from iceberg.admin import create_all
     from infra import stack
     from kappa.contracts import ensure_registered
     from schemas.contracts import CLICK_EVENT, value_subject
+    from schemas.oltp import shop_ddl
     from stream_jobs import launcher
 
     _step("stack")
@@ -111,6 +115,8 @@ def _start_stack(settings: Settings) -> None:
     ensure_registered(settings, value_subject(settings.producer.topic), CLICK_EVENT.schema())
     created = create_all(settings)
     click.echo(f"tables created: {', '.join(created) or 'all existed'}")
+    # the shop's tables must exist (with their replica identity) before Debezium starts
+    prepare_source(settings, settings.postgres.shop_db, shop_ddl())
     apply(settings)
     wait_running(settings, "shop-postgres", timeout_s=120)
     _step("streaming jobs")
@@ -137,11 +143,15 @@ def _backfill(settings: Settings) -> dict[str, Any]:
 
 def _train(settings: Settings) -> dict[str, Any] | None:
     from training import trainer
+    from training.dataset import DatasetError
 
     _step("training")
     try:
         result = trainer.train(settings).as_dict()
-    except trainer.TrainingError as exc:  # too little data yet is an answer, not a crash
+    except (
+        trainer.TrainingError,
+        DatasetError,
+    ) as exc:  # too little data yet is an answer, not a crash
         click.echo(f"no model this time: {str(exc).splitlines()[0]}")
         return None
     click.echo(f"run {result['run_id']}: {result['metrics']}")

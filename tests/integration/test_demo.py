@@ -48,7 +48,7 @@ def demo(lake: Settings) -> Iterator[dict[str, Any]]:
     before = _end_offsets(lake, lake.producer.topic)
     try:
         proc = subprocess.run(
-            [KAPPA, "demo", "--minutes", "0.75"],
+            [KAPPA, "demo"],  # the defaults, as `make demo` runs it
             check=False,
             capture_output=True,
             text=True,
@@ -176,3 +176,32 @@ def test_report_has_every_section_with_data(demo: dict[str, Any], lake: Settings
         assert entry["table"] in texts, entry["table"]
     model = facts["model"]
     assert f"{model['name']} v{model['version']}" in texts
+
+
+def test_status_is_the_operators_view(demo: dict[str, Any], lake: Settings) -> None:
+    out = subprocess.run(
+        [KAPPA, "status", "--output", "json"], capture_output=True, text=True, check=True
+    ).stdout
+    view = json.loads(out)
+    assert {s["name"] for s in view["services"] if s["healthy"]} >= {"kafka", "mlflow"}
+    assert [c["state"] for c in view["connectors"] if c["name"] == "shop-postgres"] == ["RUNNING"]
+    queries = {q["name"]: q for q in view["queries"]}
+    assert {"raw_clicks", "cdc_mirror", "features-user_activity_1m"} <= set(queries)
+    for query in queries.values():
+        assert query["batch_id"] is not None and query["batch_duration_ms"] is not None
+        assert query["offsets_behind"], query["name"]  # per topic:partition
+        assert all(n >= 0 for n in query["offsets_behind"].values())
+    assert set(queries["raw_clicks"]["offsets_behind"]) == {
+        f"{lake.producer.topic}:{p}" for p in range(lake.producer.partitions)
+    }
+    tables = {t["table"]: t for t in view["tables"]}
+    for entry in demo["facts"]["tables"]:
+        assert tables[entry["table"]]["rows"] == entry["rows"], entry["table"]
+        if entry["rows"]:
+            assert isinstance(tables[entry["table"]]["freshness_s"], float), entry["table"]
+    catalog = load_catalog(lake)
+    for ident in ("quarantine.clicks", "quarantine.cdc"):
+        table = catalog.load_table(ident)
+        held = table.scan().to_arrow().num_rows if table.current_snapshot() else 0
+        counted = sum(q["count"] for q in view["quarantine"] if q["table"] == ident)
+        assert counted == held, ident
