@@ -61,8 +61,14 @@ def _caught_up(settings: Settings, timeout_s: float) -> bool:
 @click.command()
 @click.option("--minutes", default=1.5, show_default=True, help="Wall minutes of traffic.")
 @click.option("--rate", default=1500, show_default=True, help="Click events per wall second.")
-@click.option("--seed", default=7, show_default=True)
-def demo(minutes: float, rate: int, seed: int) -> None:
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Simulator seed [default: the shop clock's start in epoch seconds, so a re-run "
+    "never repeats the event ids of an earlier one, which the jobs would drop as duplicates].",
+)
+def demo(minutes: float, rate: int, seed: int | None) -> None:
     """Run the whole loop once and print where to look."""
     from kappa.cli import _ops
     from kappa.report import write
@@ -71,8 +77,10 @@ def demo(minutes: float, rate: int, seed: int) -> None:
     settings = get_settings()
     _start_stack(settings)
     start = _start_time(settings, timedelta(seconds=minutes * 60 * SPEED))
+    seed = int(start.timestamp()) if seed is None else seed
     _step(
-        f"simulated shop: {minutes} min at {rate} events/s, shop clock from {start:%Y-%m-%d %H:%M}"
+        f"simulated shop: {minutes} min at {rate} events/s, shop clock from "
+        f"{start:%Y-%m-%d %H:%M}, seed {seed}"
     )
     run = produce(
         SimulationConfig(seed=seed, start=start, customers=CUSTOMERS),
