@@ -119,18 +119,46 @@ def start(
     env = dict(os.environ)
     env["PYSPARK_PYTHON"] = sys.executable
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    with (folder / "driver.log").open("ab") as log:
-        proc = subprocess.Popen(
-            submit_command(settings, spec, ["--name", instance, *(args or [])]),
-            cwd=folder,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    (folder / "pid").write_text(f"{proc.pid}\n")
+    command = submit_command(settings, spec, ["--name", instance, *(args or [])])
+    log_path = folder / "driver.log"
+    for attempt in range(2):
+        with log_path.open("ab") as log:
+            mark = log.tell()
+            proc = subprocess.Popen(
+                command,
+                cwd=folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (folder / "pid").write_text(f"{proc.pid}\n")
+        if _shows_life(proc, log_path, mark) or attempt:
+            return proc.pid
+        # Twice in CI a spark-submit started right after a kill -9 wrote nothing at all
+        # (not even the JVM's first line) and never went on; the cause is unknown.
+        # A driver that has not begun after STARTUP_S is replaced once, and says so.
+        stop(settings, instance, timeout_s=10, force=True)
+        with log_path.open("ab") as log:
+            log.write(
+                f"kappa: spark-submit (pid {proc.pid}) printed nothing in {STARTUP_S:.0f}s; "
+                "killed it and started it again\n".encode()
+            )
     return proc.pid
+
+
+STARTUP_S = 90.0
+
+
+def _shows_life(proc: subprocess.Popen[bytes], log_path: Path, mark: int) -> bool:
+    """Whether the new driver wrote anything (or already exited) within STARTUP_S."""
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None or log_path.stat().st_size > mark:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def stop(settings: Settings, name: str, timeout_s: float = 60, force: bool = False) -> bool:

@@ -147,10 +147,20 @@ def ingest_while_backfilling(
     launcher.start(lake, "features", [*args, "--customers", customers], instance=live_instance)
     try:
         bf.run(lake, record)
+        # Stop the live job only once every query has written new windows and is idle
+        # again: a stop between a batch's commit and its progress record would leave the
+        # watermark `kappa features late` reads one batch behind the table verify reads.
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            now = table_rows(lake, f"{ns}.user_activity_1m")
-            if len(now) > len(live_before["user_activity_1m"]):
+            grown = all(len(table_rows(lake, f"{ns}.{n}")) > len(live_before[n]) for n in NAMES)
+            idle = all(
+                (launcher.last_progress(lake, features.query_name(live_instance, n)) or {}).get(
+                    "numInputRows"
+                )
+                == 0
+                for n in NAMES
+            )
+            if grown and idle:
                 break
             time.sleep(1)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -172,7 +173,16 @@ def test_kill_9_and_restart_gives_the_tables_of_an_uninterrupted_run(
         while launcher.pid(lake, name) is not None and time.monotonic() < deadline:
             time.sleep(1)
         log = (launcher.job_dir(lake, name) / "driver.log").read_text()[-3000:]
-        assert launcher.pid(lake, name) is None, f"the restarted job did not finish:\n{log}"
+        driver = launcher.pid(lake, name)
+        tree = ""
+        if driver is not None:  # what each process of the driver's group is waiting on
+            tree = subprocess.run(
+                ["ps", "-o", "pid,stat,wchan:24,etime,args", "-g", str(driver)],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+        assert driver is None, f"the restarted job did not finish:\n{log}\n{tree}"
     finally:
         launcher.stop(lake, name)
     for table in names.split(","):
