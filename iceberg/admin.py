@@ -125,9 +125,15 @@ def newest_by_commit(table: Any) -> dict[int, datetime]:
     return newest
 
 
-def freshness(table: Any, now: datetime | None = None) -> dict[str, Any]:
-    """Newest produced time in the current snapshot and its age in seconds (None: empty)."""
-    newest = max(newest_by_commit(table).values(), default=None)
+def freshness(
+    table: Any, now: datetime | None = None, by_commit: dict[int, datetime] | None = None
+) -> dict[str, Any]:
+    """Newest produced time in the current snapshot and its age in seconds (None: empty).
+
+    ``by_commit``: :func:`newest_by_commit` of the table, when the caller has read it.
+    """
+    by_commit = newest_by_commit(table) if by_commit is None else by_commit
+    newest = max(by_commit.values(), default=None)
     if newest is None:
         return {"newest_produced_at": None, "freshness_s": None}
     age = ((now or datetime.now(UTC)) - newest).total_seconds()

@@ -75,6 +75,9 @@ class Service(ABC):
     name: str
     stop_signal: signal.Signals = signal.SIGTERM
     stop_timeout_s: float = 60.0
+    # True when the process runs its work in children (e.g. a web server it spawns):
+    # stop then signals the whole process group and leaves no child behind.
+    signal_group: bool = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -215,11 +218,11 @@ class Service(ABC):
             self.pid_path.unlink(missing_ok=True)
             return False
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, self.stop_signal)
+            (os.killpg if self.signal_group else os.kill)(pid, self.stop_signal)
         deadline = time.monotonic() + self.stop_timeout_s
         while time.monotonic() < deadline and self.pid() is not None:
             time.sleep(0.2)
-        if self.pid() is not None:
+        if self.pid() is not None or self.signal_group:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             while self.pid() is not None:

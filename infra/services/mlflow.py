@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import sys
-import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +15,7 @@ from kappa.settings import MlflowSettings
 
 class Mlflow(Service):
     name = "mlflow"
+    signal_group = True  # `mlflow server` runs uvicorn as its child
 
     @property
     def cfg(self) -> MlflowSettings:
@@ -82,19 +79,3 @@ class Mlflow(Service):
         except requests.RequestException:
             return metadata.version("mlflow") if self.healthy() else None
         return resp.text.strip()
-
-    def stop(self) -> bool:
-        """`mlflow server` runs its web server as a child: signal the whole group."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_path.unlink(missing_ok=True)
-            return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout_s
-        while time.monotonic() < deadline and self.pid() is not None:
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        self.pid_path.unlink(missing_ok=True)
-        return True

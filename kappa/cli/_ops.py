@@ -171,7 +171,7 @@ def table_history(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[s
                 "table": row["table"],
                 "rows": row["rows"],
                 "snapshot_id": row["snapshot_id"],
-                "freshness_s": admin.freshness(table, now)["freshness_s"],
+                "freshness_s": admin.freshness(table, now, newest)["freshness_s"],
                 "history": history,
             }
         )
