@@ -52,7 +52,10 @@ def customers_table(settings: Settings, ns: str, ids: range) -> str:
 def flush(settings: Settings, topic: str, records: list[dict[str, Any]]) -> str:
     """Send one event far ahead in event time, so the watermark closes every real window."""
     sid = clickgen.register(settings, topic)
-    event = clickgen.events(1, seed=999, start=oracle.flush_time(records))
+    at = oracle.flush_time(records)
+    # Its own event id per flush: a second flush with the same id would be a duplicate
+    # delivery to the batch recomputations (which de-duplicate over all time).
+    event = clickgen.events(1, seed=int(at.timestamp()), start=at)
     clickgen.produce(settings, topic, event, sid)
     return str(event[0]["event_id"])
 
