@@ -101,6 +101,14 @@ class OltpWriter:
                 time.sleep(backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
+    def next_order_id(self) -> int:
+        """The first order id no existing order uses."""
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT COALESCE(MAX(order_id), 0) + 1 FROM orders")
+            (next_id,) = cur.fetchone()
+        self.conn.commit()
+        return int(next_id)
+
     def write(self, ops: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
         """Apply ``ops`` (kind, row) in order, in one transaction."""
         from psycopg2.extras import execute_batch, execute_values

@@ -145,9 +145,11 @@ class Simulator:
         config: What to simulate.
         encode: Turns a click record into what is returned (wire bytes for Kafka,
             or identity for analysis); called when the event is emitted.
+        first_order_id: The id of the first order placed (the next free id of the OLTP
+            table the orders go to).
     """
 
-    def __init__(self, config: SimulationConfig, encode: Encode) -> None:
+    def __init__(self, config: SimulationConfig, encode: Encode, first_order_id: int = 1) -> None:
         self.config = config
         self.encode = encode
         self.rng = rng = random.Random(config.seed)
@@ -159,7 +161,9 @@ class Simulator:
         self.late = self.duplicates = 0
         self.orders = 0
         self.oltp: list[OltpOp] = []
-        self._order_ids = itertools.count(1)
+        # Order ids are the OLTP table's key: a run into a database that already has orders
+        # continues after them (like a sequence) instead of overwriting them.
+        self._order_ids = itertools.count(first_order_id)
         self._populate()
 
     # --- setup -----------------------------------------------------------------------------

@@ -242,6 +242,20 @@ def test_orders_reference_existing_customers_and_products(
     deleted = summary.oltp["orders_deleted"]
     (count,) = query(stack, pg_schema, "SELECT count(*) FROM orders")[0]
     assert count == summary.orders_placed - deleted
+    # A second run into the same database continues the order ids: it adds orders and
+    # leaves the first run's exactly as they were (no upsert over them).
+    before = query(stack, pg_schema, "SELECT * FROM orders ORDER BY order_id")
+    (top,) = query(stack, pg_schema, "SELECT max(order_id) FROM orders")[0]
+    again = simulate(2000, seed=9, topic=topic, pg_schema=pg_schema, **SMALL)
+    assert again.first_order_id == top + 1 and again.orders_placed > 0
+    kept = query(stack, pg_schema, f"SELECT * FROM orders WHERE order_id <= {top} ORDER BY 1")
+    assert kept == before
+    (count,) = query(stack, pg_schema, "SELECT count(*) FROM orders")[0]
+    assert count == count_after(summary) + count_after(again)
+
+
+def count_after(summary: Summary) -> int:
+    return summary.orders_placed - summary.oltp["orders_deleted"]
 
 
 def _orders_by_propensity_quartile(settings: Settings, schema: str, signal: bool) -> list[float]:

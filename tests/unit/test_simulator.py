@@ -179,3 +179,19 @@ def _click_auc(signal: bool) -> float:
 def test_clicks_predict_orders_only_with_signal() -> None:
     assert _click_auc(signal=True) >= 0.70
     assert _click_auc(signal=False) <= 0.60
+
+
+def test_order_ids_start_where_told_and_nothing_else_changes() -> None:
+    config = SimulationConfig(seed=5, customers=200, products=50)
+    a, b = Simulator(config, lambda r: r), Simulator(config, lambda r: r, first_order_id=1001)
+    assert a.take(4000) == b.take(4000)
+    ops_a, ops_b = a.drain_oltp(), b.drain_oltp()
+    ids_b = [row[0] for kind, row in ops_b if kind == "order"]
+    assert ids_b and ids_b[0] == 1001 and ids_b == list(range(1001, 1001 + len(ids_b)))
+    shifted = [(kind, (row[0] + 1000, *row[1:]) if kind == "order" else row) for kind, row in ops_a]
+    order_id_last = {"order_status": -1, "order_delete": -1}
+    shifted = [
+        (kind, (*row[:-1], row[-1] + 1000) if kind in order_id_last else row)
+        for kind, row in shifted
+    ]
+    assert shifted == ops_b
