@@ -18,10 +18,11 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.bench_features import _filled_topic, _records
+from benchmarks.bench_features import _filled_topic
 from iceberg.admin import create_all
 from infra.process import java_command
 from infra.services.kafka import kafka_classpath
+from kappa import topics
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from stream_jobs import backfill as bf
@@ -60,7 +61,7 @@ def main() -> dict[str, Any]:
     n = int(os.environ.get("KAPPA_BENCH_EVENTS", "5000000"))
     create_all(settings)
     topic, _ = _filled_topic(settings, n)
-    records = _records(settings, topic)
+    records = topics.records(settings, topic)
     get_spark(settings, "bench-backfill").range(1000).count()  # JVM warm-up, not timed
     perf = _consumer_performance(settings, topic, records)
     record = bf.create(settings, "earliest", feature_sets=[FEATURE], topic=topic)

@@ -29,10 +29,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from iceberg.admin import create_all
+from kappa import topics
 from kappa.catalog import load_catalog
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
@@ -45,23 +45,9 @@ FEATURE = "user_activity_1m"
 POPULATION = {"customers": 50_000, "products": 5_000}
 
 
-def _records(settings: Settings, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "bench"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return 0
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        )
-    finally:
-        consumer.close()
-
-
 def _filled_topic(settings: Settings, n: int) -> tuple[str, float | None]:
     topic = f"bench.features.{n}"
-    have = _records(settings, topic)
+    have = topics.records(settings, topic)
     if have >= n:
         return topic, None
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap})
@@ -191,7 +177,7 @@ def main() -> dict[str, Any]:
     live_s = float(os.environ.get("KAPPA_BENCH_LIVE_S", "420"))
     create_all(settings)
     topic, fill_s = _filled_topic(settings, n)
-    records = _records(settings, topic)
+    records = topics.records(settings, topic)
     namespace = f"bench_{uuid.uuid4().hex[:8]}"
     catalog = load_catalog(settings)
     catalog.create_namespace(namespace)

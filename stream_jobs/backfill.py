@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kappa import topics
 from kappa.exceptions import KappaError
 from kappa.settings import FeatureSettings, Settings
 from stream_jobs import features
@@ -127,18 +128,6 @@ def list_all(settings: Settings) -> list[Backfill]:
 # ---------------------------------------------------------------------------- range
 
 
-def _consumer(settings: Settings) -> Any:
-    from confluent_kafka import Consumer
-
-    return Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap,
-            "group.id": f"kappa-backfill-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-        }
-    )
-
-
 def _parse_offsets(text: str) -> dict[str, int]:
     out = {}
     for part in text.split(","):
@@ -166,16 +155,11 @@ def resolve_range(
     """Exact [start, end) offsets per partition; refuses ranges retention has deleted."""
     from confluent_kafka import TopicPartition
 
-    consumer = _consumer(settings)
+    consumer = topics.consumer(settings, "kappa-backfill")
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
+        marks = {str(p): m for p, m in topics.watermarks(settings, topic, client=consumer).items()}
+        if not marks:
             raise BackfillError(f"topic {topic} does not exist on {settings.kafka.bootstrap}")
-        partitions = sorted(meta.partitions)
-        marks = {
-            str(p): consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            for p in partitions
-        }
 
         def at(arg: str, edge: str) -> dict[str, int]:
             if arg == "earliest":

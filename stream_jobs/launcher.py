@@ -204,30 +204,23 @@ def last_progress(settings: Settings, name: str) -> dict[str, Any] | None:
 
 def offsets_behind(settings: Settings, progress: dict[str, Any] | None) -> dict[str, int]:
     """Per ``topic:partition``: the log end offset minus the query's last processed offset."""
-    from confluent_kafka import Consumer, TopicPartition
+    from kappa import topics
 
     if not progress:
         return {}
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap,
-            "group.id": "kappa-status",
-            "enable.auto.commit": False,
-        }
-    )
     behind: dict[str, int] = {}
+    client = topics.consumer(settings, "kappa-status")
     try:
         for source in progress.get("sources", []):
             end = source.get("endOffset")
             end = json.loads(end) if isinstance(end, str) else end or {}
             for topic, parts in end.items():
+                marks = topics.watermarks(settings, topic, timeout_s=5, client=client)
                 for part, offset in parts.items():
-                    _, high = consumer.get_watermark_offsets(
-                        TopicPartition(topic, int(part)), timeout=5
-                    )
-                    behind[f"{topic}:{part}"] = max(0, int(high) - int(offset))
+                    _, high = marks.get(int(part), (0, int(offset)))
+                    behind[f"{topic}:{part}"] = max(0, high - int(offset))
     finally:
-        consumer.close()
+        client.close()
     return behind
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from confluent_kafka import Consumer
 
-from kappa import contracts
+from kappa import contracts, topics
 from kappa.settings import Settings
 from schemas import wire
 
@@ -34,13 +34,8 @@ def consume(settings: Settings, topic: str, timeout_s: float = 60) -> list[dict[
             "enable.auto.commit": False,
         }
     )
-    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-    from confluent_kafka import TopicPartition
-
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        for p in metadata.partitions
-    }
+    ends = topics.end_offsets(settings, topic)
+    assert ends, f"topic {topic} does not exist"
     expected = sum(ends.values())
     consumer.subscribe([topic])
     writers: dict[int, dict[str, Any]] = {}

@@ -8,11 +8,11 @@ from typing import Any
 
 import psycopg2
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from connect.apply import apply, wait_running
 from iceberg.admin import create_all
 from iceberg.tables import CDC_SOURCES
+from kappa import topics
 from kappa.catalog import load_catalog
 from kappa.settings import Settings
 from producers.run import simulate
@@ -28,29 +28,18 @@ def cdc(stack: Settings) -> Settings:
     return stack
 
 
-def _ends(settings: Settings, topics: list[str]) -> dict[tuple[str, int], int]:
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "kappa-probe"})
-    ends = {}
-    try:
-        meta = consumer.list_topics(timeout=10)
-        for topic in topics:
-            for part in meta.topics[topic].partitions if topic in meta.topics else []:
-                ends[(topic, part)] = consumer.get_watermark_offsets(
-                    TopicPartition(topic, part), timeout=10
-                )[1]
-    finally:
-        consumer.close()
-    return ends
+def _ends(settings: Settings, names: list[str]) -> dict[tuple[str, int], int]:
+    return {(t, p): end for t in names for p, end in topics.end_offsets(settings, t).items()}
 
 
 def settle(settings: Settings, quiet_s: float = 4.0, timeout_s: float = 90.0) -> None:
     """Wait until Debezium has published everything (the CDC topics stop growing)."""
-    topics = list(cdc_mirror.topics().values())
-    last, since = _ends(settings, topics), time.monotonic()
+    names = list(cdc_mirror.topics().values())
+    last, since = _ends(settings, names), time.monotonic()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         time.sleep(1)
-        now = _ends(settings, topics)
+        now = _ends(settings, names)
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet_s:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import requests
-from confluent_kafka import Consumer, TopicPartition
 
+from kappa import topics
 from kappa.catalog import load_catalog
 from kappa.settings import PROJECT_ROOT, Settings
 from stream_jobs import launcher
@@ -28,24 +28,10 @@ KAPPA = str(Path(sys.executable).parent / "kappa")
 JOBS = ("raw_clicks", "cdc_mirror", "features")
 
 
-def _end_offsets(settings: Settings, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "demo-test"})
-    try:
-        meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
-        if meta is None or not meta.partitions:
-            return 0
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            for p in meta.partitions
-        )
-    finally:
-        consumer.close()
-
-
 @pytest.fixture(scope="module")
 def demo(lake: Settings) -> Iterator[dict[str, Any]]:
     running = {j for j in JOBS if launcher.pid(lake, j) is not None}
-    before = _end_offsets(lake, lake.producer.topic)
+    before = topics.records(lake, lake.producer.topic)
     try:
         proc = subprocess.run(
             [KAPPA, "demo"],  # the defaults, as `make demo` runs it
@@ -60,7 +46,7 @@ def demo(lake: Settings) -> Iterator[dict[str, Any]]:
         yield {
             "facts": facts,
             "stdout": proc.stdout,
-            "produced": _end_offsets(lake, lake.producer.topic) - before,
+            "produced": topics.records(lake, lake.producer.topic) - before,
         }
     finally:
         for job in JOBS:
