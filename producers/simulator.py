@@ -77,6 +77,10 @@ class SimulationConfig:
     """The knobs that fix what is simulated (not how fast it is sent)."""
 
     seed: int = 7
+    # The customers and products with their hidden traits; None: drawn from ``seed``. A
+    # later run into the same shop keeps the world (same people, same propensities) and
+    # changes only ``seed`` (the sessions, event ids, orders).
+    world_seed: int | None = None
     customers: int = 2000
     products: int = 400
     start: dt.datetime = DEFAULT_START
@@ -153,7 +157,9 @@ class Simulator:
         self.config = config
         self.encode = encode
         self.rng = rng = random.Random(config.seed)
-        self.world = World(rng)
+        own_world = config.world_seed is not None
+        world_rng = random.Random(config.world_seed) if own_world else rng
+        self.world = World(world_rng)
         self.now = millis(config.start)
         self.heap: list[tuple[int, int, int, Any]] = []
         self.seq = itertools.count()
@@ -164,17 +170,19 @@ class Simulator:
         # Order ids are the OLTP table's key: a run into a database that already has orders
         # continues after them (like a sequence) instead of overwriting them.
         self._order_ids = itertools.count(first_order_id)
-        self._populate()
+        self._populate(world_rng)
+        if own_world:  # who visits, what they view: the run's draws, in the fixed world
+            self.world.rng = rng
 
     # --- setup -----------------------------------------------------------------------------
-    def _populate(self) -> None:
+    def _populate(self, world_rng: random.Random) -> None:
         cfg, now = self.config, self.now
         for _ in range(cfg.products):
             self._op_product(self.world.add_product(now))
         self.world.build_popularity()
         two_years = 730 * 86_400_000
         for _ in range(cfg.customers):
-            signup = now - self.rng.randrange(two_years)
+            signup = now - world_rng.randrange(two_years)
             self._op_customer(self.world.add_customer(signup, signup, cfg.signal))
         hourly = cfg.customers / _HOUR_MS
         self._schedule_poisson(_ARRIVAL, hourly * cfg.sessions_per_customer_hour)

@@ -22,6 +22,7 @@ from kappa.settings import Settings, get_settings
 JOBS = ("raw_clicks", "cdc_mirror", "features")
 SPEED = 180.0  # simulated seconds per wall second: 3 shop-hours per wall minute
 CUSTOMERS = 10_000  # about 1,500 click events per wall second at SPEED
+WORLD_SEED = 7
 
 
 def _step(text: str) -> None:
@@ -68,7 +69,15 @@ def _caught_up(settings: Settings, timeout_s: float) -> bool:
     help="Simulator seed [default: the shop clock's start in epoch seconds, so a re-run "
     "never repeats the event ids of an earlier one, which the jobs would drop as duplicates].",
 )
-def demo(minutes: float, rate: int, seed: int | None) -> None:
+@click.option(
+    "--world-seed",
+    type=int,
+    default=WORLD_SEED,
+    show_default=True,
+    help="The shop's customers and products; every run keeps the same people, so a user's "
+    "history (what the model learns from) stays theirs across runs.",
+)
+def demo(minutes: float, rate: int, seed: int | None, world_seed: int) -> None:
     """Run the whole loop once and print where to look."""
     from kappa.cli import _ops
     from kappa.report import write
@@ -80,10 +89,10 @@ def demo(minutes: float, rate: int, seed: int | None) -> None:
     seed = int(start.timestamp()) if seed is None else seed
     _step(
         f"simulated shop: {minutes} min at {rate} events/s, shop clock from "
-        f"{start:%Y-%m-%d %H:%M}, seed {seed}"
+        f"{start:%Y-%m-%d %H:%M}, seed {seed}, world seed {world_seed}"
     )
     run = produce(
-        SimulationConfig(seed=seed, start=start, customers=CUSTOMERS),
+        SimulationConfig(seed=seed, world_seed=world_seed, start=start, customers=CUSTOMERS),
         RunOptions(duration_s=minutes * 60, rate=rate, speed=SPEED),
         settings,
     )

@@ -42,6 +42,13 @@ def _start(value: str) -> dt.datetime:
     help="Same seed and start => same events and rows.",
 )
 @click.option(
+    "--world-seed",
+    type=int,
+    default=None,
+    help="Customers, products and their hidden traits [default: from --seed]; keep it "
+    "fixed and change --seed to add traffic from the same people to a shop.",
+)
+@click.option(
     "--speed",
     type=float,
     default=0.0,
@@ -84,6 +91,7 @@ def produce(
     count: int | None,
     duration: float | None,
     seed: int,
+    world_seed: int | None,
     speed: float,
     start: str,
     late_fraction: float,
@@ -106,6 +114,7 @@ def produce(
     try:
         config = SimulationConfig(
             seed=seed,
+            world_seed=world_seed,
             customers=customers,
             products=products,
             start=_start(start),
