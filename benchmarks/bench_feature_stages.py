@@ -1,0 +1,119 @@
+"""Where ``user_activity_1m``'s streaming time goes: one stage added at a time.
+
+Each stage is a streaming query (``availableNow``, its own temporary checkpoint, the
+jobs' Spark settings and per-trigger cap) over the same pre-filled topic, into Spark's
+``noop`` sink, except the last one, which is the feature job itself writing to Iceberg:
+
+1. ``read``: Spark's Kafka source alone (the ceiling of everything after it)
+2. ``decode``: + Confluent framing and ``from_avro`` (the jobs' decoder)
+3. ``dedup``: + watermark and ``dropDuplicatesWithinWatermark(event_id)``
+4. ``aggregate``: + the 1-minute windows, without the de-duplication
+5. ``job``: ``features.run`` as shipped (decode, de-dup, windows, enrichment, Iceberg)
+
+Each is printed as events/s and as a ratio to ``read``. A throw-away read runs first, so
+JIT warm-up is not charged to the first stage.
+
+    python -m benchmarks bench_feature_stages      # KAPPA_BENCH_STAGE_EVENTS (2,000,000)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from typing import Any
+
+from benchmarks.bench_features import FEATURE, _filled_topic
+from iceberg.admin import create_all
+from kappa import topics
+from kappa.catalog import load_catalog
+from kappa.settings import Settings, get_settings
+from kappa.spark import get_spark
+from stream_jobs import avro, features
+from stream_jobs.runtime import SourceRange, kafka_source
+
+STAGES = ("read", "decode", "dedup", "aggregate")
+
+
+def _stage(spark: Any, settings: Settings, topic: str, stage: str) -> Any:
+    df = kafka_source(spark, settings, [topic], SourceRange(available_now=True))
+    if stage == "read":
+        return df
+    decoding = features.Decoding(subject=f"{topic}-value")
+    decoding.refresh(settings.registry.ccompat_url)
+    contract = avro.Contract(subject=decoding.subject, required=features.avro_required())
+    events = features.click_events(
+        avro.decode(avro.frame(df), decoding.writers, decoding.reader, contract), decoding
+    )
+    if stage == "decode":
+        return events
+    if stage == "dedup":
+        return features.dedupe(events, settings)
+    watermarked = events.withWatermark("event_time", settings.features.watermark_delay)
+    return features.DEFINITIONS[FEATURE].build(watermarked, settings)
+
+
+def _run_noop(df: Any, checkpoint: str) -> float:
+    t0 = time.perf_counter()
+    query = (
+        df.writeStream.format("noop")
+        .outputMode("append")
+        .option("checkpointLocation", checkpoint)
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    return time.perf_counter() - t0
+
+
+def main() -> dict[str, Any]:
+    settings = get_settings()
+    n = int(os.environ.get("KAPPA_BENCH_STAGE_EVENTS", "2000000"))
+    create_all(settings)
+    topic, fill_s = _filled_topic(settings, n)
+    records = topics.records(settings, topic)
+    spark = get_spark(settings, "bench-feature-stages")
+    scratch = tempfile.mkdtemp(prefix="kappa-stages-")
+    rates: dict[str, int] = {}
+    namespace = f"bench_{uuid.uuid4().hex[:8]}"
+    catalog = load_catalog(settings)
+    try:
+        _run_noop(_stage(spark, settings, topic, "read"), f"{scratch}/warm-up")
+        for stage in STAGES:
+            rates[stage] = round(
+                records / _run_noop(_stage(spark, settings, topic, stage), f"{scratch}/{stage}")
+            )
+        catalog.create_namespace(namespace)
+        t0 = time.perf_counter()
+        features.run(
+            settings,
+            SourceRange(available_now=True),
+            [FEATURE],
+            topic=topic,
+            instance=f"stages_{namespace}",
+            namespace=namespace,
+        )
+        rates["job"] = round(records / (time.perf_counter() - t0))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if (namespace,) in catalog.list_namespaces():
+            for ident in catalog.list_tables(namespace):
+                catalog.purge_table(ident)
+            catalog.drop_namespace(namespace)
+    result = {
+        "records": records,
+        "fill_s": round(fill_s, 1) if fill_s else "reused",
+        "events_per_s": rates,
+        "ratio_to_read": {k: round(v / rates["read"], 3) for k, v in rates.items()},
+        "state_store": settings.spark.state_store,
+        "max_offsets_per_trigger": settings.spark.max_offsets_per_trigger,
+        "cores": os.cpu_count(),
+    }
+    print(result)
+    print(
+        "user_activity_1m stages (events/s, x read): "
+        + ", ".join(f"{k} {v:,} ({result['ratio_to_read'][k]}x)" for k, v in rates.items())
+    )
+    return result
