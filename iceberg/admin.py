@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,8 +59,15 @@ def load(settings: Settings, name: str) -> Any:
         ) from exc
 
 
-def list_tables(settings: Settings, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Every table (of ``namespaces``, default all) with its current snapshot and live rows."""
+def list_tables(
+    settings: Settings,
+    namespaces: tuple[str, ...] = (),
+    more: Callable[[Any], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Every table (of ``namespaces``, default all) with its current snapshot and live rows.
+
+    ``more(table)`` adds fields from the loaded table (so callers need not load it again).
+    """
     catalog = load_catalog(settings)
     rows = []
     for (ns,) in sorted(catalog.list_namespaces()):
@@ -74,6 +82,7 @@ def list_tables(settings: Settings, namespaces: tuple[str, ...] = ()) -> list[di
                     "snapshot_id": snap.snapshot_id if snap else None,
                     "rows": live_rows(table),
                     "committed_at": _ts(snap.timestamp_ms) if snap else None,
+                    **(more(table) if more else {}),
                 }
             )
     return rows
