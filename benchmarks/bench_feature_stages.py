@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.bench_features import FEATURE, _filled_topic
+from benchmarks.bench_features import FEATURE, _filled_topic, drop_namespaces, timed_job
 from iceberg.admin import create_all
 from kappa import topics
 from kappa.catalog import load_catalog
@@ -37,12 +37,12 @@ from stream_jobs.runtime import SourceRange, kafka_source
 STAGES = ("read", "decode", "dedup", "aggregate")
 
 
-def _stage(spark: Any, settings: Settings, topic: str, stage: str) -> Any:
+def _stage(
+    spark: Any, settings: Settings, topic: str, stage: str, decoding: features.Decoding
+) -> Any:
     df = kafka_source(spark, settings, [topic], SourceRange(available_now=True))
     if stage == "read":
         return df
-    decoding = features.Decoding(subject=f"{topic}-value")
-    decoding.refresh(settings.registry.ccompat_url)
     contract = avro.Contract(subject=decoding.subject, required=features.avro_required())
     events = features.click_events(
         avro.decode(avro.frame(df), decoding.writers, decoding.reader, contract), decoding
@@ -75,33 +75,23 @@ def main() -> dict[str, Any]:
     topic, fill_s = _filled_topic(settings, n)
     records = topics.records(settings, topic)
     spark = get_spark(settings, "bench-feature-stages")
+    decoding = features.Decoding(subject=f"{topic}-value")
+    decoding.refresh(settings.registry.ccompat_url)
     scratch = tempfile.mkdtemp(prefix="kappa-stages-")
     rates: dict[str, int] = {}
     namespace = f"bench_{uuid.uuid4().hex[:8]}"
     catalog = load_catalog(settings)
     try:
-        _run_noop(_stage(spark, settings, topic, "read"), f"{scratch}/warm-up")
+        _run_noop(_stage(spark, settings, topic, "read", decoding), f"{scratch}/warm-up")
         for stage in STAGES:
-            rates[stage] = round(
-                records / _run_noop(_stage(spark, settings, topic, stage), f"{scratch}/{stage}")
-            )
+            df = _stage(spark, settings, topic, stage, decoding)
+            rates[stage] = round(records / _run_noop(df, f"{scratch}/{stage}"))
         catalog.create_namespace(namespace)
-        t0 = time.perf_counter()
-        features.run(
-            settings,
-            SourceRange(available_now=True),
-            [FEATURE],
-            topic=topic,
-            instance=f"stages_{namespace}",
-            namespace=namespace,
-        )
-        rates["job"] = round(records / (time.perf_counter() - t0))
+        job_s, _ = timed_job(settings, topic, namespace, f"stages_{namespace}")
+        rates["job"] = round(records / job_s)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        if (namespace,) in catalog.list_namespaces():
-            for ident in catalog.list_tables(namespace):
-                catalog.purge_table(ident)
-            catalog.drop_namespace(namespace)
+        drop_namespaces(catalog, [namespace])
     result = {
         "records": records,
         "fill_s": round(fill_s, 1) if fill_s else "reused",

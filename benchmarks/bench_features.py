@@ -87,6 +87,29 @@ def _batch_job(spark: Any, settings: Settings, topic: str, table: str) -> tuple[
     return elapsed, spark.table(table).count()
 
 
+def timed_job(settings: Settings, topic: str, namespace: str, instance: str) -> tuple[float, Any]:
+    """Seconds ``features.run`` (availableNow) takes over ``topic``, and its job contexts."""
+    t0 = time.perf_counter()
+    contexts = features.run(
+        settings,
+        SourceRange(available_now=True),
+        [FEATURE],
+        topic=topic,
+        instance=instance,
+        namespace=namespace,
+    )
+    return time.perf_counter() - t0, contexts
+
+
+def drop_namespaces(catalog: Any, namespaces: list[str]) -> None:
+    """Purge every table of ``namespaces`` (those that exist), then the namespaces."""
+    for ns in namespaces:
+        if (ns,) in catalog.list_namespaces():
+            for ident in catalog.list_tables(ns):
+                catalog.purge_table(ident)
+            catalog.drop_namespace(ns)
+
+
 def _kafka_ceiling(spark: Any, settings: Settings, topic: str) -> float:
     t0 = time.perf_counter()
     (
@@ -185,16 +208,7 @@ def main() -> dict[str, Any]:
     spark.range(1000).count()  # JVM warm-up outside every timing
     try:
         ceiling_s = _kafka_ceiling(spark, settings, topic)
-        t0 = time.perf_counter()
-        contexts = features.run(
-            settings,
-            SourceRange(available_now=True),
-            [FEATURE],
-            topic=topic,
-            instance=f"bench_{namespace}",
-            namespace=namespace,
-        )
-        stream_s = time.perf_counter() - t0
+        stream_s, contexts = timed_job(settings, topic, namespace, f"bench_{namespace}")
         batch_table = f"{settings.catalog.name}.{namespace}.{FEATURE}_batch"
         batch_s, batch_windows = _batch_job(spark, settings, topic, batch_table)
         live_namespace = f"{namespace}_live"
@@ -220,11 +234,7 @@ def main() -> dict[str, Any]:
             **fresh,
         }
     finally:
-        for ns in (namespace, f"{namespace}_live"):
-            if (ns,) in catalog.list_namespaces():
-                for ident in catalog.list_tables(ns):
-                    catalog.purge_table(ident)
-                catalog.drop_namespace(ns)
+        drop_namespaces(catalog, [namespace, f"{namespace}_live"])
     print(result)
     print(
         f"user_activity_1m backlog: {result['streaming_events_per_s']:,} events/s "
