@@ -101,13 +101,16 @@ class OltpWriter:
                 time.sleep(backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
-    def next_order_id(self) -> int:
-        """The first order id no existing order uses."""
+    def next_ids(self) -> tuple[int, int]:
+        """The first order id and the first customer id that no existing row uses."""
         with self.conn.cursor() as cur:
-            cur.execute("SELECT COALESCE(MAX(order_id), 0) + 1 FROM orders")
-            (next_id,) = cur.fetchone()
+            cur.execute(
+                "SELECT (SELECT COALESCE(MAX(order_id), 0) + 1 FROM orders),"
+                " (SELECT COALESCE(MAX(customer_id), 0) + 1 FROM customers)"
+            )
+            order_id, customer_id = cur.fetchone()
         self.conn.commit()
-        return int(next_id)
+        return int(order_id), int(customer_id)
 
     def write(self, ops: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
         """Apply ``ops`` (kind, row) in order, in one transaction."""

@@ -66,6 +66,7 @@ class Summary:
     duplicates: int = 0
     orders_placed: int = 0
     first_order_id: int = 1
+    first_signup_id: int = 1
     oltp: dict[str, int] = field(default_factory=dict)
     sim_start: str = ""
     sim_end: str = ""
@@ -119,9 +120,18 @@ def produce(
             attempts=settings.producer.retries,
             backoff_s=settings.producer.retry_backoff_s,
         )
-    first_order_id = writer.next_order_id() if writer is not None else 1
-    sim = Simulator(config, wire.compile_encoder(schema, wire.header(schema_id)), first_order_id)
-    summary = Summary(topic, schema_id, config.seed, config.signal, first_order_id=first_order_id)
+    # Keys continue after the rows a database already has, as its sequences would.
+    first_order_id, first_signup_id = writer.next_ids() if writer is not None else (1, 1)
+    encode = wire.compile_encoder(schema, wire.header(schema_id))
+    sim = Simulator(config, encode, first_order_id, first_signup_id)
+    summary = Summary(
+        topic,
+        schema_id,
+        config.seed,
+        config.signal,
+        first_order_id=first_order_id,
+        first_signup_id=sim.world.next_customer_id,
+    )
     summary.sim_start = config.start.isoformat()
     try:
         _loop(sim, sink, writer, options=options, summary=summary, progress=progress)

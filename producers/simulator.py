@@ -151,9 +151,17 @@ class Simulator:
             or identity for analysis); called when the event is emitted.
         first_order_id: The id of the first order placed (the next free id of the OLTP
             table the orders go to).
+        first_signup_id: The least id a customer signing up during the run gets (the next
+            free id of the OLTP customers table); the initial population keeps ids 1..n.
     """
 
-    def __init__(self, config: SimulationConfig, encode: Encode, first_order_id: int = 1) -> None:
+    def __init__(
+        self,
+        config: SimulationConfig,
+        encode: Encode,
+        first_order_id: int = 1,
+        first_signup_id: int = 1,
+    ) -> None:
         self.config = config
         self.encode = encode
         self.rng = rng = random.Random(config.seed)
@@ -171,6 +179,7 @@ class Simulator:
         # continues after them (like a sequence) instead of overwriting them.
         self._order_ids = itertools.count(first_order_id)
         self._populate(world_rng)
+        self.world.next_customer_id = max(first_signup_id, self.world.next_customer_id)
         if own_world:  # who visits, what they view: the run's draws, in the fixed world
             self.world.rng = rng
 

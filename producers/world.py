@@ -69,6 +69,9 @@ class World:
     products: list[Product] = field(default_factory=list)
     _activity: list[float] = field(default_factory=list)  # cumulative visit weights
     _popular: list[Product] = field(default_factory=list)
+    # The id the next customer gets at the least: raised past the ids a database already
+    # has, so sign-ups never take the id of someone an earlier run signed up.
+    next_customer_id: int = 1
 
     def add_customer(self, now_ms: int, signup_ms: int, signal: bool) -> Customer:
         """A new customer (sign-up at ``signup_ms``), appended to the population."""
@@ -76,7 +79,8 @@ class World:
         propensity = rng.betavariate(0.7, 2.2)
         segment = "vip" if propensity > 0.6 else rng.choice(("new", "regular", "regular"))
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
-        customer_id = len(self.customers) + 1
+        customer_id = max(self.next_customer_id, len(self.customers) + 1)
+        self.next_customer_id = customer_id + 1
         customer = Customer(
             customer_id=customer_id,
             email=f"{first.lower()}.{last.lower()}{customer_id}@example.com",

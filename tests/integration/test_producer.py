@@ -244,12 +244,21 @@ def test_orders_reference_existing_customers_and_products(
     assert count == summary.orders_placed - deleted
     # A second run into the same database continues the order ids: it adds orders and
     # leaves the first run's exactly as they were (no upsert over them).
+    # Sign-ups, likewise, take customer ids after every id in use.
     before = query(stack, pg_schema, "SELECT * FROM orders ORDER BY order_id")
     (top,) = query(stack, pg_schema, "SELECT max(order_id) FROM orders")[0]
+    (top_customer,) = query(stack, pg_schema, "SELECT max(customer_id) FROM customers")[0]
+    newcomers = (
+        "SELECT * FROM customers WHERE customer_id"
+        f" BETWEEN {SMALL['customers'] + 1} AND {top_customer} ORDER BY 1"
+    )
+    signed_up = query(stack, pg_schema, newcomers)
     again = simulate(2000, seed=9, topic=topic, pg_schema=pg_schema, **SMALL)
     assert again.first_order_id == top + 1 and again.orders_placed > 0
+    assert again.first_signup_id == top_customer + 1
     kept = query(stack, pg_schema, f"SELECT * FROM orders WHERE order_id <= {top} ORDER BY 1")
     assert kept == before
+    assert query(stack, pg_schema, newcomers) == signed_up
     (count,) = query(stack, pg_schema, "SELECT count(*) FROM orders")[0]
     assert count == count_after(summary) + count_after(again)
 

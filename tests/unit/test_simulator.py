@@ -197,6 +197,36 @@ def test_order_ids_start_where_told_and_nothing_else_changes() -> None:
     assert shifted == ops_b
 
 
+def test_sign_ups_take_ids_after_the_ones_in_use_and_nothing_else_changes() -> None:
+    config = SimulationConfig(seed=5, customers=200, products=50)
+    a, b = Simulator(config, lambda r: r), Simulator(config, lambda r: r, first_signup_id=5001)
+    clicks_a, clicks_b = a.take(6000), b.take(6000)
+    ops_a, ops_b = a.drain_oltp(), b.drain_oltp()
+    signups = sorted({r[0] for k, r in ops_a if k == "customer" and r[0] > 200})
+    assert signups and signups == list(range(201, 201 + len(signups)))
+    moved = {old: 5001 + k for k, old in enumerate(signups)}
+
+    def renamed(user: int) -> int:
+        return moved.get(user, user)
+
+    def renumbered(op: tuple[str, tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
+        kind, row = op
+        if kind == "customer" and row[0] in moved:
+            new = moved[row[0]]
+            return kind, (new, row[1].replace(f"{row[0]}@", f"{new}@"), *row[2:])
+        if kind == "order":
+            return kind, (row[0], renamed(row[1]), *row[2:])
+        return op
+
+    assert [renumbered(op) for op in ops_a] == ops_b
+    assert any(v["user_id"] in moved for _, v in clicks_a)  # the newcomers shop, too
+    # (the Kafka key is the user id, too)
+    assert [
+        (str(renamed(v["user_id"])).encode(), {**v, "user_id": renamed(v["user_id"])})
+        for _, v in clicks_a
+    ] == clicks_b
+
+
 def test_a_world_seed_keeps_the_people_and_the_seed_changes_the_traffic() -> None:
     def traits(sim: Simulator) -> list[tuple[Any, ...]]:
         people = [(c.customer_id, c.propensity, c.segment, c.country) for c in sim.world.customers]
