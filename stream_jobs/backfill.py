@@ -317,7 +317,10 @@ def run(
                 watermark_delay=backfill.watermark_delay,
                 session_gap=settings.features.session_gap,
                 namespace=backfill.namespace,
-            )
+            ),
+            "spark": settings.spark.model_copy(
+                update={"max_offsets_per_trigger": settings.spark.replay_max_offsets_per_trigger}
+            ),
         }
     )
     total = backfill.total_offsets * len(backfill.feature_sets)
