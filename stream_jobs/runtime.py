@@ -5,7 +5,9 @@ the snapshot properties ``kappa.query-id`` and ``kappa.batch-id``. Spark replays
 a micro-batch after a crash with the same ids (the query id lives in the
 checkpoint), so a batch whose marker is already in the table's snapshots is
 skipped — the same guarantee Iceberg's own streaming sink gives, kept for the
-jobs that need ``foreachBatch`` (several outputs, MERGE, schema evolution).
+jobs that need ``foreachBatch`` (several outputs, MERGE, schema evolution). Only
+the first batch after a query (re)starts can be a replay (Spark re-runs the last
+planned batch that has no commit), so only that batch pays for the lookup.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class JobContext:
     params: dict[str, Any] = field(default_factory=dict)  # job-specific (topic, contract...)
     stats: dict[str, int] = field(default_factory=dict)
     progress: list[dict[str, Any]] = field(default_factory=list)  # this run's query progress
+    # True until the first batch after the query (re)started has been processed: only
+    # that batch may already have been written by a run that died before committing it.
+    replay_possible: bool = True
 
     def table(self, ident: str) -> str:
         return f"{self.settings.catalog.name}.{ident}"
@@ -126,7 +131,7 @@ def append_once(ctx: JobContext, df: Any, ident: str, batch_id: int) -> int:
     """
     table = ctx.table(ident)
     rows = df.count()
-    if rows == 0 or committed(ctx.spark, table, ctx.query_id, batch_id):
+    if rows == 0 or (ctx.replay_possible and committed(ctx.spark, table, ctx.query_id, batch_id)):
         return 0
     (
         df.writeTo(table)
@@ -180,12 +185,14 @@ def start_query(
 ) -> Any:
     """Start ``process`` per micro-batch under ``ctx.name`` with its own checkpoint."""
     location = checkpoint or f"{checkpoint_root(ctx.settings)}/{ctx.name}"
+    ctx.replay_possible = True
 
     def batch(df: Any, batch_id: int) -> None:
         if not ctx.query_id:
             # The first batch may run before start() returns: read the id Spark persisted.
             ctx.query_id = checkpoint_query_id(location)
         process(ctx, df, batch_id)
+        ctx.replay_possible = False
 
     writer = (
         stream.writeStream.queryName(ctx.name)

@@ -6,6 +6,7 @@ import subprocess
 import time
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -13,10 +14,11 @@ import pytest
 
 from kappa.catalog import load_catalog
 from kappa.settings import Settings, SparkSettings
+from kappa.spark import checkpoint_root
 from producers.run import simulate
 from schemas.contracts import CLICK_EVENT_V2
 from stream_jobs import features, launcher
-from stream_jobs.runtime import SourceRange
+from stream_jobs.runtime import BATCH_PROP, SourceRange
 from tests.integration import featureoracle as oracle
 from tests.integration.featurekit import (
     END_COL,
@@ -191,6 +193,53 @@ def test_kill_9_and_restart_gives_the_tables_of_an_uninterrupted_run(
         if table == "user_activity_1m":
             assert 0 < partial < len(want)
         assert without_computed_at(got) == without_computed_at(want), table
+
+
+def test_a_batch_replayed_after_its_iceberg_commit_is_not_written_twice(
+    lake: Settings, feature_topic: str, namespaces: Any
+) -> None:
+    """The crash window the marker exists for, made on purpose: the last batch that wrote
+    windows is in the table, but its commit never reached the checkpoint; the restarted
+    query replays it and must skip it."""
+    topic, ns = feature_topic, namespaces()
+    customers = customers_table(lake, ns, range(1, 500))
+    simulate(1500, seed=17, settings=lake, topic=topic, **SMALL)
+    flush(lake, topic, oracle.consume(lake, topic))
+    name, instance = "user_activity_1m", f"r_{topic}"
+    settings = lake.model_copy(update={"spark": SparkSettings(max_offsets_per_trigger=400)})
+
+    def run() -> int:
+        ctx = features.run(
+            settings,
+            SourceRange(available_now=True),
+            [name],
+            topic=topic,
+            instance=instance,
+            namespace=ns,
+            customers=customers,
+        )
+        return ctx[name].stats.get("windows", 0)
+
+    assert run() > 0
+    table = load_catalog(lake).load_table(f"{ns}.{name}")
+    snapshots = {
+        int(s.summary.additional_properties[BATCH_PROP]): s.snapshot_id
+        for s in table.snapshots()
+        if s.summary and BATCH_PROP in s.summary.additional_properties
+    }
+    last = max(snapshots)
+    before = table_rows(lake, f"{ns}.{name}")
+    # Undo the checkpoint back to "batch `last` planned, never committed".
+    checkpoint = Path(checkpoint_root(lake)) / features.query_name(instance, name)
+    for log in ("offsets", "commits"):
+        for entry in (checkpoint / log).iterdir():  # (and Hadoop's .N.crc beside each N)
+            batch = entry.name.removeprefix(".").removesuffix(".crc")
+            if batch.isdigit() and int(batch) >= last + (log == "offsets"):
+                entry.unlink()
+    assert run() == 0  # the replayed batch found its marker and wrote nothing
+    table = load_catalog(lake).load_table(f"{ns}.{name}")
+    assert len(table.snapshots()) == len(snapshots)
+    assert table_rows(lake, f"{ns}.{name}") == before
 
 
 def test_v2_events_mid_stream_are_processed_without_a_restart(
