@@ -414,14 +414,22 @@ def write_windows(ctx: JobContext, df: Any, batch_id: int) -> None:
 
     definition: Definition = ctx.params["definition"]
     ident = ctx.params["table"]
-    out = df.withColumn("computed_at", F.current_timestamp())
-    if definition.enrich is not None:
-        out = definition.enrich(ctx, out)
-    out = align_to_table(ctx.spark, out, ctx.table(ident)).persist()
+    # Most live triggers close no window: those end here, before the enrichment reads
+    # cdc.customers and the table is looked up (time the freshness of every window waits on).
+    windows = df.persist()
     try:
-        written = append_once(ctx, out, ident, batch_id)
+        if windows.count() == 0:
+            return
+        out = windows.withColumn("computed_at", F.current_timestamp())
+        if definition.enrich is not None:
+            out = definition.enrich(ctx, out)
+        out = align_to_table(ctx.spark, out, ctx.table(ident)).persist()
+        try:
+            written = append_once(ctx, out, ident, batch_id)
+        finally:
+            out.unpersist()
     finally:
-        out.unpersist()
+        windows.unpersist()
     ctx.stats["windows"] = ctx.stats.get("windows", 0) + written
 
 
