@@ -1,10 +1,12 @@
 """Backfill replay rate of ``user_activity_1m`` next to Kafka's ConsumerPerformance.
 
-Both read the same pre-filled topic (``bench.features.<n>``, shared with
+All read the same pre-filled topic (``bench.features.<n>``, shared with
 ``bench_features``; ``KAPPA_BENCH_EVENTS``, default 5,000,000) in the same run:
 ``kappa backfill``'s code path (range resolution, replay through the live feature
-query into staging tables, ``availableNow``) and
-``org.apache.kafka.tools.ConsumerPerformance`` consuming every record once.
+query into staging tables, ``availableNow``),
+``org.apache.kafka.tools.ConsumerPerformance`` consuming every record once, and a
+bare Spark batch read of the topic into the ``noop`` sink: the most any Spark job
+can replay here, whatever it computes after the read.
 
     python -m benchmarks bench_backfill
 """
@@ -18,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.bench_features import _filled_topic
+from benchmarks.bench_features import _filled_topic, _kafka_ceiling
 from iceberg.admin import create_all
 from infra.process import java_command
 from infra.services.kafka import kafka_classpath
@@ -62,8 +64,10 @@ def main() -> dict[str, Any]:
     create_all(settings)
     topic, _ = _filled_topic(settings, n)
     records = topics.records(settings, topic)
-    get_spark(settings, "bench-backfill").range(1000).count()  # JVM warm-up, not timed
+    spark = get_spark(settings, "bench-backfill")
+    spark.range(1000).count()  # JVM warm-up, not timed
     perf = _consumer_performance(settings, topic, records)
+    spark_read = records / _kafka_ceiling(spark, settings, topic)
     record = bf.create(settings, "earliest", feature_sets=[FEATURE], topic=topic)
     try:
         t0 = time.perf_counter()
@@ -78,6 +82,8 @@ def main() -> dict[str, Any]:
         "backfill_events_per_s": round(rate),
         "consumer_performance_records_per_s": round(perf),
         "ratio_to_consumer_performance": round(rate / perf, 3),
+        "spark_kafka_read_only_events_per_s": round(spark_read),
+        "spark_read_only_ratio_to_consumer_performance": round(spark_read / perf, 3),
         "target_events_per_s": 400_000,
         "target_ratio": 0.4,
         "watermark_delay": record.watermark_delay,
@@ -87,6 +93,8 @@ def main() -> dict[str, Any]:
     print(
         f"backfill of {FEATURE}: {result['backfill_events_per_s']:,} events/s vs "
         f"ConsumerPerformance {result['consumer_performance_records_per_s']:,} records/s "
-        f"({result['ratio_to_consumer_performance']}x)"
+        f"({result['ratio_to_consumer_performance']}x); a bare Spark read of the topic "
+        f"{result['spark_kafka_read_only_events_per_s']:,} records/s "
+        f"({result['spark_read_only_ratio_to_consumer_performance']}x)"
     )
     return result

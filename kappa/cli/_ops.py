@@ -139,36 +139,35 @@ def table_history(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[s
         for query, written in spec.query_names(job_name).items()
         for table in written
     }
-    catalog = _catalog(settings)
     now = datetime.now(UTC)
-    rows_out, fresh_out = [], []
-    for row in admin.list_tables(settings, LAKE_NAMESPACES):
-        table = catalog.load_table(row["table"])
+
+    def over_snapshots(table: Any) -> dict[str, Any]:
         snap = table.current_snapshot()
         chain = list(reversed(list(ancestors_of(snap, table.metadata)))) if snap else []
-        history = [
-            {
-                "t": s.timestamp_ms / 1000,
-                "rows": admin.live_rows(table, s.snapshot_id),
-                "snapshot_id": s.snapshot_id,
-                "operation": s.summary.operation.value if s.summary else "",
-            }
-            for s in chain
-        ]
         newest = admin.newest_by_commit(table)
-        points = []
-        for s in chain:
-            if s.snapshot_id in newest:
-                at = s.timestamp_ms / 1000
-                points.append({"t": at, "seconds": at - newest[s.snapshot_id].timestamp()})
+        return {
+            "freshness_s": admin.freshness(table, now, newest)["freshness_s"],
+            "history": [
+                {
+                    "t": s.timestamp_ms / 1000,
+                    "rows": admin.live_rows(table, s.snapshot_id),
+                    "snapshot_id": s.snapshot_id,
+                    "operation": s.summary.operation.value if s.summary else "",
+                }
+                for s in chain
+            ],
+            "points": [
+                {"t": s.timestamp_ms / 1000, "seconds": s.timestamp_ms / 1000 - at.timestamp()}
+                for s in chain
+                if (at := newest.get(s.snapshot_id)) is not None
+            ],
+        }
+
+    rows_out, fresh_out = [], []
+    for row in admin.list_tables(settings, LAKE_NAMESPACES, more=over_snapshots):
+        points = row.pop("points")
         rows_out.append(
-            {
-                "table": row["table"],
-                "rows": row["rows"],
-                "snapshot_id": row["snapshot_id"],
-                "freshness_s": admin.freshness(table, now, newest)["freshness_s"],
-                "history": history,
-            }
+            {k: row[k] for k in ("table", "rows", "snapshot_id", "freshness_s", "history")}
         )
         if points:
             fresh_out.append(
