@@ -20,11 +20,9 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.bench_features import _filled_topic, _kafka_ceiling
-from iceberg.admin import create_all
+from benchmarks.bench_features import _kafka_ceiling, bench_topic
 from infra.process import java_command
 from infra.services.kafka import kafka_classpath
-from kappa import topics
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from stream_jobs import backfill as bf
@@ -60,10 +58,7 @@ def _consumer_performance(settings: Settings, topic: str, records: int) -> float
 
 def main() -> dict[str, Any]:
     settings = get_settings()
-    n = int(os.environ.get("KAPPA_BENCH_EVENTS", "5000000"))
-    create_all(settings)
-    topic, _ = _filled_topic(settings, n)
-    records = topics.records(settings, topic)
+    topic, records, _ = bench_topic(settings, "KAPPA_BENCH_EVENTS", 5_000_000)
     spark = get_spark(settings, "bench-backfill")
     spark.range(1000).count()  # JVM warm-up, not timed
     perf = _consumer_performance(settings, topic, records)

@@ -25,9 +25,7 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.bench_features import FEATURE, _filled_topic, drop_namespaces, timed_job
-from iceberg.admin import create_all
-from kappa import topics
+from benchmarks.bench_features import FEATURE, bench_topic, drop_namespaces, timed_job
 from kappa.catalog import load_catalog
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
@@ -70,10 +68,7 @@ def _run_noop(df: Any, checkpoint: str) -> float:
 
 def main() -> dict[str, Any]:
     settings = get_settings()
-    n = int(os.environ.get("KAPPA_BENCH_STAGE_EVENTS", "2000000"))
-    create_all(settings)
-    topic, fill_s = _filled_topic(settings, n)
-    records = topics.records(settings, topic)
+    topic, records, fill_s = bench_topic(settings, "KAPPA_BENCH_STAGE_EVENTS", 2_000_000)
     spark = get_spark(settings, "bench-feature-stages")
     decoding = features.Decoding(subject=f"{topic}-value")
     decoding.refresh(settings.registry.ccompat_url)

@@ -62,6 +62,14 @@ def _filled_topic(settings: Settings, n: int) -> tuple[str, float | None]:
     return topic, time.perf_counter() - t0
 
 
+def bench_topic(settings: Settings, env: str, default: int) -> tuple[str, int, float | None]:
+    """The pre-filled topic of ``$env`` (default ``default``) events: its name, its records
+    and the seconds its fill took (None when an earlier run's topic was reused)."""
+    create_all(settings)
+    topic, fill_s = _filled_topic(settings, int(os.environ.get(env, str(default))))
+    return topic, topics.records(settings, topic), fill_s
+
+
 def _batch_job(spark: Any, settings: Settings, topic: str, table: str) -> tuple[float, int]:
     """The same aggregation as a Spark batch job over the whole topic."""
     from pyspark.sql import functions as F
@@ -208,11 +216,8 @@ def _freshness(settings: Settings, live_s: float, namespace: str) -> dict[str, A
 
 def main() -> dict[str, Any]:
     settings = get_settings()
-    n = int(os.environ.get("KAPPA_BENCH_EVENTS", "5000000"))
     live_s = float(os.environ.get("KAPPA_BENCH_LIVE_S", "420"))
-    create_all(settings)
-    topic, fill_s = _filled_topic(settings, n)
-    records = topics.records(settings, topic)
+    topic, records, fill_s = bench_topic(settings, "KAPPA_BENCH_EVENTS", 5_000_000)
     namespace = f"bench_{uuid.uuid4().hex[:8]}"
     catalog = load_catalog(settings)
     catalog.create_namespace(namespace)
