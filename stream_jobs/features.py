@@ -418,16 +418,14 @@ def write_windows(ctx: JobContext, df: Any, batch_id: int) -> None:
     # cdc.customers and the table is looked up (time the freshness of every window waits on).
     windows = df.persist()
     try:
-        if windows.count() == 0:
+        rows = windows.count()
+        if rows == 0:
             return
         out = windows.withColumn("computed_at", F.current_timestamp())
-        if definition.enrich is not None:
+        if definition.enrich is not None:  # a left join on the mirror's key: a row per window
             out = definition.enrich(ctx, out)
-        out = align_to_table(ctx.spark, out, ctx.table(ident)).persist()
-        try:
-            written = append_once(ctx, out, ident, batch_id)
-        finally:
-            out.unpersist()
+        out = align_to_table(ctx.spark, out, ctx.table(ident))
+        written = append_once(ctx, out, ident, batch_id, rows=rows)
     finally:
         windows.unpersist()
     ctx.stats["windows"] = ctx.stats.get("windows", 0) + written

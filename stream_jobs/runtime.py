@@ -123,14 +123,16 @@ def committed(spark: Any, table: str, query_id: str, batch_id: int) -> bool:
     return bool(hit.limit(1).count())
 
 
-def append_once(ctx: JobContext, df: Any, ident: str, batch_id: int) -> int:
+def append_once(
+    ctx: JobContext, df: Any, ident: str, batch_id: int, rows: int | None = None
+) -> int:
     """Append ``df`` to ``ident`` unless this batch is already there; rows appended.
 
-    ``df`` should be persisted by the caller when it is expensive: it is counted
-    before it is written.
+    ``df`` is counted before it is written unless the caller knows its ``rows``; when
+    it is counted and expensive, the caller should persist it.
     """
     table = ctx.table(ident)
-    rows = df.count()
+    rows = df.count() if rows is None else rows
     if rows == 0 or (ctx.replay_possible and committed(ctx.spark, table, ctx.query_id, batch_id)):
         return 0
     (
