@@ -18,6 +18,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kappa.durations import Duration
+from schemas.contracts import CLICKS_TOPIC
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 """The checkout kappa runs from (editable install): holds infra/, connect/, schemas/."""
 
@@ -183,6 +186,33 @@ class ConnectSettings(BaseSettings):
         return self.url or f"http://{self.host}:{self.port}"
 
 
+class TopicSettings(BaseSettings):
+    """The Kafka topics of the pipeline: every producer and job takes their names from here.
+
+    ``KAPPA_TOPICS_CLICKS=t`` moves the whole click pipeline: the simulator writes ``t``,
+    ``raw_clicks``, ``features`` and backfills read it, the trainer logs ``t-value``'s
+    schema ids and ``kappa status`` shows the offsets behind on ``t``.
+    """
+
+    model_config = _config("KAPPA_TOPICS_")
+
+    clicks: str = Field(default=CLICKS_TOPIC, description="Topic of the click stream.")
+    clicks_partitions: int = Field(
+        default=3, description="Partitions when the producer creates the click topic."
+    )
+    clicks_replication: int = Field(
+        default=1, description="Replication factor when the producer creates the click topic."
+    )
+    clicks_retention: Duration | None = Field(
+        default=None,
+        description="retention.ms of a created click topic (e.g. 30d); unset: the broker's.",
+    )
+    cdc_prefix: str = Field(
+        default="shop",
+        description="Debezium's topic.prefix: table public.t is captured to <prefix>.public.t.",
+    )
+
+
 class ProducerSettings(BaseSettings):
     """The traffic simulator's Kafka producer (snake_case here, librdkafka keys below)."""
 
@@ -320,6 +350,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     connect: ConnectSettings = Field(default_factory=ConnectSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
