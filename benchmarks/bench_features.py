@@ -34,7 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from iceberg.admin import create_all
 from kappa import topics
 from kappa.catalog import load_catalog
-from kappa.contracts import ensure_registered
+from kappa.registry import ensure_registered
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from producers.run import RunOptions, SimulationConfig, produce, simulate

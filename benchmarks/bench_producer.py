@@ -20,7 +20,7 @@ from typing import Any
 
 from infra.process import java_command
 from infra.services.kafka import kafka_classpath
-from kappa.contracts import ensure_registered
+from kappa.registry import ensure_registered
 from kappa.settings import Settings, get_settings
 from producers.simulator import SimulationConfig, Simulator
 from producers.sink import ClickSink

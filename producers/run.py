@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from kappa.contracts import ensure_registered
+from kappa.registry import ensure_registered
 from kappa.exceptions import ContractViolationError
 from kappa.settings import Settings, get_settings
 from producers.oltp import OltpWriter

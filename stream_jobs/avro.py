@@ -52,7 +52,7 @@ def reader_schema(base_url: str, contract: Contract, writers: dict[int, str]) ->
     """The subject's latest schema; falls back to the newest writer schema seen."""
     found = registry.latest(base_url, contract.subject)
     if found is not None:
-        return found[1]
+        return found.text
     return writers[max(writers)] if writers else None
 
 

@@ -218,7 +218,7 @@ class Decoding:
                 f"no schema registered for subject {self.subject}; "
                 "run `kappa schemas register` (or start a producer) first"
             )
-        self.reader = found[1]
+        self.reader = found.text
 
 
 def wait_for_schema(settings: Settings, decoding: Decoding, rng: SourceRange) -> None:

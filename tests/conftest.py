@@ -1,10 +1,55 @@
-"""Shared fixtures. Integration fixtures live in tests/integration/conftest.py."""
+"""Shared fixtures. Integration fixtures live in tests/integration/conftest.py.
+
+The suite never touches a user's stack: before anything reads the settings, every
+``KAPPA_*`` variable of the caller is dropped and the tests get a stack of their own,
+in its own state folder and on its own ports (the defaults shifted by
+``KAPPA_TEST_PORT_OFFSET``, 10000 unless set). Only the resolved jars are shared.
+Spark drivers, ``kappa`` subprocesses and services the tests start inherit this
+environment, so they all land on the test stack.
+"""
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from kappa.settings import PROJECT_ROOT, Settings, get_settings
+
+TEST_ENV_PREFIX = "KAPPA_TEST_"
+# Every port the local stack listens on, with its default (see kappa.settings).
+_PORTS = {
+    "KAPPA_POSTGRES_PORT": 5433,
+    "KAPPA_KAFKA_PORT": 9092,
+    "KAPPA_KAFKA_CONTROLLER_PORT": 9093,
+    "KAPPA_REGISTRY_PORT": 8081,
+    "KAPPA_CONNECT_PORT": 8083,
+    "KAPPA_MLFLOW_PORT": 5000,
+}
+
+
+def _test_environment() -> dict[str, str]:
+    jars = Settings().stack.jars_dir  # the caller's resolved jars (read before the scrub)
+    offset = int(os.environ.get(f"{TEST_ENV_PREFIX}PORT_OFFSET", "10000"))
+    state = Path(os.environ.get(f"{TEST_ENV_PREFIX}STATE_DIR", PROJECT_ROOT / ".stack-test"))
+    env = {name: str(port + offset) for name, port in _PORTS.items()}
+    env |= {"KAPPA_STATE_DIR": str(state), "KAPPA_JARS": str(jars)}
+    return env
+
+
+def _isolate() -> None:
+    env = _test_environment()
+    for name in [n for n in os.environ if n.startswith("KAPPA_")]:
+        if not name.startswith(TEST_ENV_PREFIX):
+            del os.environ[name]
+    os.environ.update(env)
+    get_settings.cache_clear()
+
+
+_isolate()
 
 
 @pytest.fixture
@@ -15,3 +60,13 @@ def unique_name():  # type: ignore[no-untyped-def]
         return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
     return make
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No ``KAPPA_*`` variable at all: settings as a fresh shell would read them."""
+    for name in [n for n in os.environ if n.startswith("KAPPA_")]:
+        monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()

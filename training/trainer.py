@@ -243,6 +243,8 @@ def train(settings: Settings, inputs: Inputs | None = None, tag_snapshots: bool 
         current = _champion_auc(client, mlflow, name, data)
         wins = current is None or metrics["roc_auc"] > current[1]
         if current is not None and current[1] != float("-inf"):
+            # logged and returned alike: the result shows every metric the run holds
+            metrics["champion_roc_auc_same_validation"] = current[1]
             mlflow.log_metric("champion_roc_auc_same_validation", current[1])
         if wins and version is not None:
             client.set_registered_model_alias(name, CHAMPION, version)

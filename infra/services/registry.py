@@ -83,6 +83,8 @@ class Registry(Service):
             "-XX:TieredStopAtLevel=1",
             "-Djava.util.logging.manager=org.jboss.logmanager.LogManager",
             "-Dkappa.service=registry",
+            # the pid-file marker: the jars may live outside the state folder (KAPPA_JARS)
+            f"-Dkappa.state={self.stack.state_dir}",
             "-jar",
             str(self._run_jar()),
         ]

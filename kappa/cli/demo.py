@@ -121,7 +121,7 @@ def _start_stack(settings: Settings) -> None:
     from connect.source import prepare_source
     from iceberg.admin import create_all
     from infra import stack
-    from kappa.contracts import ensure_registered
+    from kappa.registry import ensure_registered
     from schemas.contracts import CLICK_EVENT, value_subject
     from schemas.oltp import shop_ddl
     from stream_jobs import launcher

@@ -27,7 +27,7 @@ def schemas() -> None:
 @output_option
 def register(file: Path | None, topic: str | None, output: str) -> None:
     """Register each topic's schema (compatibility BACKWARD, set explicitly per subject)."""
-    from kappa.contracts import ensure_registered
+    from kappa.registry import ensure_registered
     from schemas.contracts import CLICKS_TOPIC, CONTRACTS, load_schema, value_subject
 
     settings = get_settings()
@@ -55,7 +55,7 @@ def register(file: Path | None, topic: str | None, output: str) -> None:
 @output_option
 def check(file: Path, topic: str | None, output: str) -> None:
     """Say whether FILE may replace its topic's schema, or name the fields that break."""
-    from kappa.contracts import check as check_schema
+    from kappa.registry import check as check_schema
     from schemas.contracts import CLICKS_TOPIC, load_schema, value_subject
 
     try:
@@ -86,7 +86,7 @@ def list_subjects(prefix: str, output: str) -> None:
     """Every subject: latest version, schema id, compatibility level, record name."""
     from dataclasses import asdict
 
-    from kappa.contracts import subjects
+    from kappa.registry import subjects
 
     found = subjects(get_settings(), prefix)
     if output == "json":

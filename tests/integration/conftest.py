@@ -1,7 +1,8 @@
 """The real local stack, started once per test session through the code of `kappa up`.
 
-If the stack was already running (a developer's `kappa up`), it is reused and
-left running; if the session started it, the session stops it at the end.
+It is the suite's own stack (state folder and ports set in ``tests/conftest.py``),
+never a user's: the session clears what an earlier, interrupted session left there,
+starts it fresh and stops it at the end.
 """
 
 from __future__ import annotations
@@ -33,13 +34,22 @@ def settings() -> Settings:
     return get_settings()
 
 
+def _stop_stream_drivers(settings: Settings) -> None:
+    from stream_jobs import launcher
+
+    for folder in sorted((settings.stack.state_dir / "streams").glob("*")):
+        launcher.stop(settings, folder.name, timeout_s=30)
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
-    was_running = all(s.pid() is not None for s in local_stack.services(settings) if s.managed)
-    local_stack.up(settings, report=lambda msg: None)
+    quiet = lambda msg: None  # noqa: E731
+    _stop_stream_drivers(settings)
+    local_stack.down(settings, purge=True, report=quiet)
+    local_stack.up(settings, report=quiet)
     yield settings
-    if not was_running:
-        local_stack.down(settings, report=lambda msg: None)
+    _stop_stream_drivers(settings)
+    local_stack.down(settings, report=quiet)
 
 
 @pytest.fixture

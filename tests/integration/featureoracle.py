@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 from confluent_kafka import Consumer
 
-from kappa import contracts, topics
+from kappa import registry, topics
 from kappa.settings import Settings
 from schemas import wire
 
@@ -47,7 +47,7 @@ def consume(settings: Settings, topic: str, timeout_s: float = 60) -> list[dict[
                 assert msg.error() is None, msg.error()
                 schema_id, _ = wire.split(msg.value())
                 if schema_id not in writers:
-                    writers[schema_id] = contracts.fetch(settings, schema_id)
+                    writers[schema_id] = registry.fetch(settings, schema_id)
                 record = wire.decode(msg.value(), writers[schema_id])
                 record["kafka_partition"], record["kafka_offset"] = msg.partition(), msg.offset()
                 out.append(record)

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from kappa import contracts
+from kappa import registry
 from kappa.exceptions import (
     BrokerUnavailableError,
     IncompatibleSchemaError,
@@ -122,7 +122,7 @@ def test_events_decode_with_the_registry_schema_and_counts_match(
         schema_id, _ = wire.split(msg.value())
         assert schema_id == summary.schema_id
         if schema_id not in schemas:
-            schemas[schema_id] = contracts.fetch(stack, schema_id)  # by the id in the header
+            schemas[schema_id] = registry.fetch(stack, schema_id)  # by the id in the header
         event = wire.decode(msg.value(), schemas[schema_id])
         assert msg.key() == str(event["user_id"]).encode()
         if event["event_id"] not in seen:
@@ -164,7 +164,7 @@ def test_evolution_v1_reads_v2_and_v2_reads_v1(stack: Settings, topic_factory: A
     topic = topic_factory("evolve")
     v1_summary = simulate(300, seed=4, topic=topic, pg_schema=None, **SMALL)
     subject = value_subject(topic)
-    v2_id = contracts.ensure_registered(stack, subject, CLICK_EVENT_V2.schema())
+    v2_id = registry.ensure_registered(stack, subject, CLICK_EVENT_V2.schema())
     assert v2_id != v1_summary.schema_id
     # v2 data: the same kind of records plus a referrer, written with v2's id
     from confluent_kafka import Producer
@@ -179,7 +179,7 @@ def test_evolution_v1_reads_v2_and_v2_reads_v1(stack: Settings, topic_factory: A
     assert len(messages) == 500
     v1, v2 = CLICK_EVENT.schema(), CLICK_EVENT_V2.schema()
     for msg in messages:
-        writer = contracts.fetch(stack, wire.split(msg.value())[0])
+        writer = registry.fetch(stack, wire.split(msg.value())[0])
         as_v1 = wire.decode(msg.value(), writer, v1)
         as_v2 = wire.decode(msg.value(), writer, v2)
         assert "referrer" not in as_v1
@@ -194,12 +194,12 @@ def test_an_incompatible_schema_is_refused_before_anything_is_produced(
     stack: Settings, topic_factory: Any, tmp_path: Path
 ) -> None:
     topic = topic_factory("refuse")
-    contracts.ensure_registered(stack, value_subject(topic), CLICK_EVENT.schema())
+    registry.ensure_registered(stack, value_subject(topic), CLICK_EVENT.schema())
     broken = copy.deepcopy(CLICK_EVENT.schema())
     broken["fields"][3]["type"] = "string"  # user_id: long -> string
     path = tmp_path / "broken.avsc"
     path.write_text(json.dumps(broken))
-    verdict = contracts.check(stack, value_subject(topic), broken)
+    verdict = registry.check(stack, value_subject(topic), broken)
     assert not verdict.compatible and any("user_id" in p for p in verdict.problems)
     with pytest.raises(IncompatibleSchemaError, match="user_id"):
         simulate(100, topic=topic, pg_schema=None, contract=Contract(topic, path, "user_id"))

@@ -58,7 +58,7 @@ def test_tail_returns_last_lines(tmp_path: Path) -> None:
     assert tail(tmp_path / "missing.log") == ""
 
 
-def test_jar_stamp_tracks_the_manifest(tmp_path: Path) -> None:
+def test_jar_stamp_tracks_the_manifest(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
     stack = StackSettings(state_dir=tmp_path)
     assert not jars.is_resolved(stack, "kafka")
     stamp = stack.jars_dir / ".kafka.stamp"

@@ -6,6 +6,11 @@ from pydantic import ValidationError
 from kappa.settings import KafkaSettings, PostgresSettings, RegistrySettings, Settings
 
 
+@pytest.fixture(autouse=True)
+def _no_caller_environment(clean_env: pytest.MonkeyPatch) -> None:
+    """Each test reads only what it sets itself, whatever the caller exported."""
+
+
 def test_defaults_run_the_local_stack() -> None:
     s = Settings()
     assert s.kafka.bootstrap == "127.0.0.1:9092"
