@@ -1,7 +1,8 @@
 """CDC latency: time from a commit in PostgreSQL to the change's arrival on its Kafka topic.
 
 Inserts ``N`` product rows one transaction at a time (spaced, to measure steady
-state rather than a queue draining) while a consumer tails ``shop.public.products``.
+state rather than a queue draining) while a consumer tails the products CDC topic
+(``shop.public.products`` by default; ``kappa.names.cdc_topic``).
 Two figures per change:
 
 - ``commit_to_consume``: the writer's clock right after COMMIT returned to the
@@ -22,7 +23,6 @@ from typing import Any
 
 N_CHANGES = 300
 SPACING_S = 0.02
-TOPIC = "shop.public.products"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -50,8 +50,10 @@ def _tail(
     from confluent_kafka.schema_registry.avro import AvroDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
+    from kappa.names import cdc_topic
     from kappa.registry import registry_conf
 
+    topic = cdc_topic(settings, "products")
     decode = AvroDeserializer(SchemaRegistryClient(registry_conf(settings)))
     consumer = Consumer(
         {
@@ -61,11 +63,11 @@ def _tail(
             "fetch.wait.max.ms": 10,
         }
     )
-    parts = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     assigned = []
     for p in parts:
-        _, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)
-        assigned.append(TopicPartition(TOPIC, p, high))
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        assigned.append(TopicPartition(topic, p, high))
     consumer.assign(assigned)
     ready.set()
     try:
@@ -74,7 +76,7 @@ def _tail(
             if msg is None or msg.error() or msg.value() is None:
                 continue
             received = time.time()
-            value = decode(msg.value(), SerializationContext(TOPIC, MessageField.VALUE))
+            value = decode(msg.value(), SerializationContext(topic, MessageField.VALUE))
             after = value.get("after") or {}
             if value["op"] == "c" and after.get("product_id") in ids:
                 arrived[after["product_id"]] = (

@@ -20,13 +20,14 @@ from pyiceberg.expressions import EqualTo
 
 from connect.apply import apply, wait_running
 from iceberg.admin import create_all
+from iceberg.tables import cdc_mirror
 from kappa.catalog import load_catalog
 from kappa.settings import get_settings
 from stream_jobs import launcher
 
 
 def _visible(settings: Any, customer_id: int, marker: str) -> bool:
-    table = load_catalog(settings).load_table("cdc.customers")
+    table = load_catalog(settings).load_table(cdc_mirror("customers").ident)
     got = (
         table.scan(row_filter=EqualTo("customer_id", customer_id), selected_fields=("name",))
         .to_arrow()["name"]

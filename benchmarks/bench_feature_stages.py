@@ -29,6 +29,7 @@ from benchmarks.bench_features import FEATURE, bench_topic, drop_namespaces, tim
 from kappa.catalog import load_catalog
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
+from schemas.contracts import value_subject
 from stream_jobs import avro, features
 from stream_jobs.runtime import SourceRange, kafka_source
 
@@ -70,7 +71,7 @@ def main() -> dict[str, Any]:
     settings = get_settings()
     topic, records, fill_s = bench_topic(settings, "KAPPA_BENCH_STAGE_EVENTS", 2_000_000)
     spark = get_spark(settings, "bench-feature-stages")
-    decoding = features.Decoding(subject=f"{topic}-value")
+    decoding = features.Decoding(subject=value_subject(topic))
     decoding.refresh(settings.registry.ccompat_url)
     scratch = tempfile.mkdtemp(prefix="kappa-stages-")
     rates: dict[str, int] = {}

@@ -74,7 +74,7 @@ def _batch_job(spark: Any, settings: Settings, topic: str, table: str) -> tuple[
     """The same aggregation as a Spark batch job over the whole topic."""
     from pyspark.sql import functions as F
 
-    decoding = features.Decoding(subject=f"{topic}-value")
+    decoding = features.Decoding(subject=value_subject(topic))
     decoding.refresh(settings.registry.ccompat_url)
     contract = avro.Contract(subject=decoding.subject, required=features.avro_required())
     t0 = time.perf_counter()

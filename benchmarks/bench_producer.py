@@ -38,7 +38,7 @@ def _topic(settings: Settings, prefix: str) -> str:
 
     name = f"bench_{prefix}_{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "log_level": 5})
-    admin.create_topics([NewTopic(name, settings.producer.partitions, 1)])[name].result(30)
+    admin.create_topics([NewTopic(name, settings.topics.clicks_partitions, 1)])[name].result(30)
     return name
 
 
@@ -56,7 +56,7 @@ def _kappa(settings: Settings, records: list[dict[str, Any]], keys: list[bytes])
     schema_id = ensure_registered(settings, value_subject(topic), CLICK_EVENT.schema())
     encode = wire.compile_encoder(CLICK_EVENT.schema(), wire.header(schema_id))
     sink = ClickSink(settings, topic)
-    sink.connect(settings.producer.partitions)
+    sink.connect()
     started = time.perf_counter()
     for i in range(0, len(records), 5000):
         chunk = records[i : i + 5000]
@@ -136,7 +136,7 @@ def main() -> dict[str, Any]:
     result = {
         "records": RECORDS,
         "record_size_bytes": record_size,
-        "partitions": settings.producer.partitions,
+        "partitions": settings.topics.clicks_partitions,
         "producer_settings": f"idempotent acks=all {settings.producer.compression} "
         f"linger.ms={settings.producer.linger_ms} batch.size={settings.producer.batch_size}",
         "kappa_events_per_s_median": round(statistics.median(kappa_rates)),

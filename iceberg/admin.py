@@ -7,9 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from iceberg.tables import NAMESPACES, TableDef, defined_tables, to_pyiceberg
+from iceberg.tables import TableDef, defined_tables, to_pyiceberg
 from kappa.catalog import load_catalog
 from kappa.exceptions import KappaError
+from kappa.names import LAKE_NAMESPACES
 from kappa.settings import Settings
 
 
@@ -41,7 +42,7 @@ def create_all(settings: Settings, tables: list[TableDef] | None = None) -> list
     from pyiceberg.exceptions import NamespaceAlreadyExistsError
 
     catalog = load_catalog(settings)
-    for ns in NAMESPACES:
+    for ns in LAKE_NAMESPACES:
         with contextlib.suppress(NamespaceAlreadyExistsError):
             catalog.create_namespace(ns)
     return [t.ident for t in (tables or defined_tables()) if create_table(catalog, t)]

@@ -1,6 +1,6 @@
-"""Table definitions of the lakehouse: namespaces, schemas, partitioning, properties.
+"""Table definitions of the lakehouse: schemas, partitioning, properties, identifiers.
 
-Namespaces:
+Namespaces (named in ``kappa.names``):
   ``raw``        the click stream archived as it arrived, with Kafka coordinates
   ``cdc``        current-state mirrors of the OLTP tables and their append-only changelogs
   ``features``   windowed features (defined by stream_jobs/)
@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-NAMESPACES = ("raw", "cdc", "features", "quarantine")
+from kappa import names
+from kappa.names import CDC, FEATURES, QUARANTINE, RAW
 
 BASE_PROPERTIES: dict[str, str] = {
     "format-version": "2",
@@ -94,7 +95,7 @@ CLICK_COLUMNS = (
 )
 
 RAW_CLICKS = TableDef(
-    "raw",
+    RAW,
     "clicks",
     (
         *CLICK_COLUMNS,
@@ -103,14 +104,14 @@ RAW_CLICKS = TableDef(
         Column("ingested_at", "timestamptz", True),
     ),
     partition_by=(("event_time", "day"),),
-    doc="shop.clicks as it arrived: one row per Kafka record, duplicates included.",
+    doc="The click topic as it arrived: one row per Kafka record, duplicates included.",
 )
 
 
 def quarantine_table(source: str) -> TableDef:
     """``quarantine.<source>``: undecodable or contract-breaking records, bytes kept."""
     return TableDef(
-        "quarantine",
+        QUARANTINE,
         source,
         (
             *KAFKA_COLUMNS,
@@ -123,6 +124,10 @@ def quarantine_table(source: str) -> TableDef:
         partition_by=(("quarantined_at", "day"),),
         doc=f"Records from {source} that were not decoded or broke the contract.",
     )
+
+
+QUARANTINE_CLICKS = quarantine_table("clicks")
+QUARANTINE_CDC = quarantine_table("cdc")
 
 
 CDC_META = (
@@ -172,19 +177,20 @@ CDC_SOURCES: dict[str, tuple[tuple[Column, ...], str]] = {
 def cdc_mirror(source: str) -> TableDef:
     columns, key = CDC_SOURCES[source]
     return TableDef(
-        "cdc",
+        CDC,
         source,
         (*columns, *CDC_META),
         identifier=(key,),
         properties=dict(MIRROR_PROPERTIES),
-        doc=f"Current state of shop.public.{source}: upserts and deletes applied in LSN order.",
+        doc=f"Current state of the OLTP table {names.CDC_SCHEMA}.{source}: upserts and deletes"
+        " applied in LSN order.",
     )
 
 
 def cdc_changelog(source: str) -> TableDef:
     columns, _ = CDC_SOURCES[source]
     return TableDef(
-        "cdc",
+        CDC,
         f"{source}_changelog",
         (
             Column("op", "string", True, "c | u | d | r (snapshot read)"),
@@ -194,7 +200,7 @@ def cdc_changelog(source: str) -> TableDef:
             *KAFKA_COLUMNS,
         ),
         partition_by=(("commit_ts", "day"),),
-        doc=f"Every change of shop.public.{source} (after-image; before-image for deletes).",
+        doc=f"Every change of {names.CDC_SCHEMA}.{source} (after-image; before-image for deletes).",
     )
 
 
@@ -264,7 +270,7 @@ FEATURE_SETS: dict[str, tuple[tuple[Column, ...], str]] = {
 }
 
 
-def feature_table(name: str, namespace: str = "features") -> TableDef:
+def feature_table(name: str, namespace: str = FEATURES) -> TableDef:
     """``<namespace>.<name>``: one feature set's windows, appended once each when final.
 
     Partitioned by the day of the window start, so a backfill or a training read of
@@ -288,7 +294,7 @@ def feature_table(name: str, namespace: str = "features") -> TableDef:
 
 def all_tables() -> list[TableDef]:
     """Every table kappa creates up front."""
-    tables = [RAW_CLICKS, quarantine_table("clicks"), quarantine_table("cdc")]
+    tables = [RAW_CLICKS, QUARANTINE_CLICKS, QUARANTINE_CDC]
     for source in CDC_SOURCES:
         tables += [cdc_mirror(source), cdc_changelog(source)]
     tables += [feature_table(name) for name in FEATURE_SETS]

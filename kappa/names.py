@@ -5,13 +5,18 @@ A name that more than one module needs is spelled here once (or, for a topic, in
 :class:`kappa.settings.TopicSettings`, so it can be moved by configuration) and
 imported everywhere else. Table identifiers live with their definitions in
 ``iceberg/tables.py``. This module is ground: it imports only kappa.settings,
-schemas and the standard library.
+schemas and the standard library (kappa.settings for types only: the settings take
+their defaults from here).
 """
 
 from __future__ import annotations
 
-from kappa.settings import Settings
+from typing import TYPE_CHECKING
+
 from schemas.contracts import value_subject
+
+if TYPE_CHECKING:  # kappa.settings takes its defaults from here
+    from kappa.settings import Settings
 
 # ----------------------------------------------------------------- lake namespaces
 
@@ -37,6 +42,9 @@ QUERY_ID_PROP = "kappa.query-id"
 
 BATCH_ID_PROP = "kappa.batch-id"
 """Snapshot property: the micro-batch id within that query."""
+
+BACKFILL_ID_PROP = "kappa.backfill-id"
+"""Snapshot property: the backfill whose publish (one MERGE per table) made the snapshot."""
 
 # -------------------------------------------------------------------- stream jobs
 
@@ -73,6 +81,7 @@ def cdc_topic(settings: Settings, table: str) -> str:
 
 
 __all__ = [
+    "BACKFILL_ID_PROP",
     "BATCH_ID_PROP",
     "CDC",
     "CDC_MIRROR_JOB",

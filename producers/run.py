@@ -15,8 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from kappa.registry import ensure_registered
 from kappa.exceptions import ContractViolationError
+from kappa.names import clicks_topic
+from kappa.registry import ensure_registered
 from kappa.settings import Settings, get_settings
 from producers.oltp import OltpWriter
 from producers.simulator import SimulationConfig, Simulator, as_datetime, millis
@@ -37,7 +38,7 @@ class RunOptions:
     duration_s: float | None = None
     rate: float = 0.0  # events per wall second; 0 = as fast as possible
     speed: float = 0.0  # simulated seconds per wall second; 0 = unlimited
-    topic: str | None = None  # default: settings.producer.topic
+    topic: str | None = None  # default: the click topic (KAPPA_TOPICS_CLICKS)
     database: str | None = None  # default: the shop database
     pg_schema: str | None = "public"  # None: do not write to PostgreSQL
     contract: Contract = CLICK_EVENT
@@ -106,20 +107,12 @@ def produce(
         ContractViolationError: A record did not fit the schema; that batch was not sent.
     """
     settings = settings or get_settings()
-    topic = options.topic or settings.producer.topic
+    topic = options.topic or clicks_topic(settings)
     schema = options.contract.schema()
     schema_id = ensure_registered(settings, value_subject(topic), schema)
     sink = ClickSink(settings, topic)
-    sink.connect(settings.producer.partitions)
-    writer = None
-    if options.pg_schema is not None:
-        writer = OltpWriter(
-            settings.postgres,
-            options.database,
-            options.pg_schema,
-            attempts=settings.producer.retries,
-            backoff_s=settings.producer.retry_backoff_s,
-        )
+    sink.connect()
+    writer = _oltp_writer(settings, options)
     # Keys continue after the rows a database already has, as its sequences would.
     first_order_id, first_signup_id = writer.next_ids() if writer is not None else (1, 1)
     encode = wire.compile_encoder(schema, wire.header(schema_id))
@@ -144,6 +137,19 @@ def produce(
             writer.close()
         _fill(summary, sim, sink, writer)
     return summary
+
+
+def _oltp_writer(settings: Settings, options: RunOptions) -> OltpWriter | None:
+    """The PostgreSQL side of the shop, unless the run writes clicks only."""
+    if options.pg_schema is None:
+        return None
+    return OltpWriter(
+        settings.postgres,
+        options.database,
+        options.pg_schema,
+        attempts=settings.producer.retries,
+        backoff_s=settings.producer.retry_backoff_s,
+    )
 
 
 def _loop(

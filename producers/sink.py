@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from kappa.exceptions import BrokerUnavailableError
@@ -53,8 +54,12 @@ class ClickSink:
             "Run `kappa up` or set KAPPA_KAFKA_BOOTSTRAP_SERVERS"
         )
 
-    def connect(self, partitions: int) -> None:
-        """Check the brokers answer (bounded retries) and create the topic if missing."""
+    def connect(self) -> None:
+        """Check the brokers answer (bounded retries) and create the topic if missing.
+
+        A created topic gets the click topic's partitions, replication and retention
+        (``KAPPA_TOPICS_CLICKS_PARTITIONS``, ``…_REPLICATION``, ``…_RETENTION``).
+        """
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
@@ -71,8 +76,13 @@ class ClickSink:
         assert metadata is not None
         if self.topic in metadata.topics:
             return
+        spec = self.settings.topics
+        config = {}
+        if spec.clicks_retention is not None:
+            config["retention.ms"] = str(spec.clicks_retention // timedelta(milliseconds=1))
         admin = AdminClient({"bootstrap.servers": self.endpoint, "log_level": 5})
-        future = admin.create_topics([NewTopic(self.topic, partitions, 1)])[self.topic]
+        topic = NewTopic(self.topic, spec.clicks_partitions, spec.clicks_replication, config=config)
+        future = admin.create_topics([topic])[self.topic]
         try:
             future.result(timeout=30)
         except KafkaException as exc:

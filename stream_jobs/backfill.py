@@ -34,14 +34,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from iceberg.tables import RAW_CLICKS
 from kappa import topics
 from kappa.exceptions import KappaError
+from kappa.names import BACKFILL_ID_PROP, FEATURES_JOB, clicks_topic
 from kappa.settings import FeatureSettings, Settings
 from stream_jobs import features
-from stream_jobs.launcher import last_progress
+from stream_jobs.launcher import last_progress, processed_offsets
 from stream_jobs.runtime import SourceRange
 
-BACKFILL_PROP = "kappa.backfill-id"
 ENRICHMENT = ("segment", "country")  # as-of-write lookups: reported, not part of the verdict
 IGNORED = ("computed_at",)
 
@@ -236,15 +237,19 @@ def create(
     from_arg: str,
     to_arg: str = "latest",
     *,
-    job: str = "features",
+    job: str = FEATURES_JOB,
     feature_sets: list[str] | None = None,
-    topic: str = features.TOPIC,
-    live_instance: str = features.NAME,
+    topic: str | None = None,
+    live_instance: str = FEATURES_JOB,
     live_namespace: str | None = None,
 ) -> Backfill:
-    """Resolve the range and record a new backfill (nothing runs yet)."""
-    if job != "features":
-        raise BackfillError(f"only the 'features' job can be backfilled (not '{job}')")
+    """Resolve the range and record a new backfill (nothing runs yet).
+
+    ``topic`` defaults to the settings' click topic (``KAPPA_TOPICS_CLICKS``).
+    """
+    if job != FEATURES_JOB:
+        raise BackfillError(f"only the '{FEATURES_JOB}' job can be backfilled (not '{job}')")
+    topic = topic or clicks_topic(settings)
     names = feature_sets or list(features.DEFINITIONS)
     unknown = sorted(set(names) - set(features.DEFINITIONS))
     if unknown:
@@ -277,7 +282,7 @@ def replay_delay(spark: Any, settings: Settings, backfill: Backfill) -> str:
     from pyspark.sql import functions as F
 
     live_s = duration_seconds(settings.features.watermark_delay)
-    raw = spark.table(f"{settings.catalog.name}.raw.clicks").where(
+    raw = spark.table(f"{settings.catalog.name}.{RAW_CLICKS.ident}").where(
         F.col("kafka_topic") == backfill.topic
     )
     in_range = None
@@ -354,12 +359,9 @@ def _offsets_done(settings: Settings, backfill: Backfill) -> int:
     done = 0
     for name in backfill.feature_sets:
         last = last_progress(settings, features.query_name(backfill.instance, name))
-        for source in (last or {}).get("sources", []):
-            end = source.get("endOffset")
-            end = json.loads(end) if isinstance(end, str) else end or {}
-            for p, offset in (end.get(backfill.topic) or {}).items():
-                if p in backfill.start:
-                    done += max(0, min(int(offset), backfill.end[p]) - backfill.start[p])
+        for p, offset in processed_offsets(last).get(backfill.topic, {}).items():
+            if p in backfill.start:
+                done += max(0, min(offset, backfill.end[p]) - backfill.start[p])
     return done
 
 
@@ -561,7 +563,7 @@ def publish(settings: Settings, backfill: Backfill, force: bool = False) -> dict
         scope = f"t.{end} <= TIMESTAMP '{upper.isoformat()}'"
         if lower is not None:
             scope += f" AND t.{start} >= TIMESTAMP '{lower.isoformat()}'"
-        spark.conf.set(f"spark.sql.iceberg.snapshot-property.{BACKFILL_PROP}", backfill.id)
+        spark.conf.set(f"spark.sql.iceberg.snapshot-property.{BACKFILL_ID_PROP}", backfill.id)
         try:
             spark.sql(
                 f"MERGE INTO {live_ident} t USING {view} s "
@@ -571,7 +573,7 @@ def publish(settings: Settings, backfill: Backfill, force: bool = False) -> dict
                 f"WHEN NOT MATCHED BY SOURCE AND {scope} THEN DELETE"
             )
         finally:
-            spark.conf.unset(f"spark.sql.iceberg.snapshot-property.{BACKFILL_PROP}")
+            spark.conf.unset(f"spark.sql.iceberg.snapshot-property.{BACKFILL_ID_PROP}")
         snap = _published_snapshot(spark, live_ident, backfill.id)
         if snap is not None:
             published[name] = snap
@@ -587,7 +589,7 @@ def _published_snapshot(spark: Any, table: str, backfill_id: str) -> int | None:
     hit = (
         spark.read.format("iceberg")
         .load(f"{table}.snapshots")
-        .where(F.col("summary").getItem(BACKFILL_PROP) == backfill_id)
+        .where(F.col("summary").getItem(BACKFILL_ID_PROP) == backfill_id)
         .select("snapshot_id")
         .collect()
     )

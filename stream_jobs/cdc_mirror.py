@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from iceberg.tables import CDC_SOURCES, Column
+from iceberg import tables
+from iceberg.tables import CDC_SOURCES, QUARANTINE_CDC, Column
+from kappa.names import CDC_MIRROR_JOB, cdc_topic_prefix, value_subject
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from stream_jobs import avro
@@ -31,12 +33,12 @@ from stream_jobs.runtime import (
     with_kafka_columns,
 )
 
-NAME = "cdc_mirror"
-TOPIC_PREFIX = "shop.public."
+NAME = CDC_MIRROR_JOB
 
 
-def topics(prefix: str = TOPIC_PREFIX) -> dict[str, str]:
-    """source table → topic."""
+def topics(settings: Settings, prefix: str | None = None) -> dict[str, str]:
+    """source table → topic (``prefix``: instead of the settings' ``<topic.prefix>.public.``)."""
+    prefix = prefix if prefix is not None else cdc_topic_prefix(settings)
     return {source: f"{prefix}{source}" for source in CDC_SOURCES}
 
 
@@ -73,7 +75,7 @@ def newer_than_changelog(ctx: JobContext, batch: Any, source: str) -> Any:
     from pyspark.sql import functions as F
 
     _, key = CDC_SOURCES[source]
-    log = ctx.spark.table(ctx.table(f"cdc.{source}_changelog"))
+    log = ctx.spark.table(ctx.table(tables.cdc_changelog(source).ident))
     keys = batch.select(key).distinct()
     seen = log.join(keys, key, "left_semi").groupBy(key).agg(F.max("lsn").alias("seen_lsn"))
     return (
@@ -98,7 +100,7 @@ def merge_mirror(ctx: JobContext, batch: Any, source: str) -> None:
     values = ", ".join(f"s.{n}" for n in names)
     # The session that owns the temp view runs the MERGE.
     latest.sparkSession.sql(f"""
-        MERGE INTO {ctx.table(f"cdc.{source}")} t
+        MERGE INTO {ctx.table(tables.cdc_mirror(source).ident)} t
         USING {view} s
         ON t.{key} = s.{key}
         WHEN MATCHED AND s.op = 'd' AND s.lsn >= t.lsn THEN DELETE
@@ -116,7 +118,7 @@ def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
     try:
         for source, topic in ctx.params["topics"].items():
             part = df.where(F.col("topic") == topic)
-            contract = avro.Contract(subject=f"{topic}-value", required=("op", "source"))
+            contract = avro.Contract(subject=value_subject(topic), required=("op", "source"))
             decoded = with_kafka_columns(avro.decode_batch(part, registry_url, contract)).persist()
             cached.append(decoded)
             quarantined.append(quarantine_rows(decoded.where(F.col("reason").isNotNull())))
@@ -125,13 +127,13 @@ def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
             ).persist()
             if fresh.limit(1).count():
                 merge_mirror(ctx, fresh, source)
-                written = append_once(ctx, fresh, f"cdc.{source}_changelog", batch_id)
+                written = append_once(ctx, fresh, tables.cdc_changelog(source).ident, batch_id)
                 ctx.stats[source] = ctx.stats.get(source, 0) + written
             fresh.unpersist()
         bad = quarantined[0]
         for more in quarantined[1:]:
             bad = bad.unionByName(more)
-        n_bad = append_once(ctx, bad, "quarantine.cdc", batch_id)
+        n_bad = append_once(ctx, bad, QUARANTINE_CDC.ident, batch_id)
         ctx.stats["quarantined"] = ctx.stats.get("quarantined", 0) + n_bad
     finally:
         for frame in cached:
@@ -139,11 +141,12 @@ def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
 
 
 def run(
-    settings: Settings, rng: SourceRange, prefix: str = TOPIC_PREFIX, name: str = NAME
+    settings: Settings, rng: SourceRange, prefix: str | None = None, name: str = NAME
 ) -> JobContext:
     """Start the query over every CDC topic and block until it stops."""
     spark = get_spark(settings, name)
-    ctx = JobContext(settings=settings, name=name, spark=spark, params={"topics": topics(prefix)})
+    params = {"topics": topics(settings, prefix)}
+    ctx = JobContext(settings=settings, name=name, spark=spark, params=params)
     stream = kafka_source(spark, settings, list(ctx.params["topics"].values()), rng)
     run_query(ctx, stream, process_batch, rng)
     return ctx
@@ -153,7 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=NAME, description=__doc__)
     parser.add_argument("--available-now", action="store_true", help="drain the topics, then stop")
     parser.add_argument("--starting", default="earliest")
-    parser.add_argument("--topic-prefix", default=TOPIC_PREFIX)
+    parser.add_argument(
+        "--topic-prefix", default=None, help="default: <KAPPA_TOPICS_CDC_PREFIX>.public."
+    )
     parser.add_argument("--name", default=NAME)
     args = parser.parse_args(argv)
     rng = SourceRange(starting=args.starting, available_now=args.available_now)

@@ -1,4 +1,4 @@
-"""Windowed features: shop.clicks → ``features.*``, final windows only, exactly once.
+"""Windowed features: the click topic → ``features.*``, final windows only, exactly once.
 
 Run every feature set with ``kappa stream start features`` or directly::
 
@@ -32,7 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from iceberg.tables import RAW_CLICKS, cdc_mirror
 from kappa import registry
+from kappa.names import FEATURES_JOB, clicks_topic, value_subject
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from stream_jobs import avro
@@ -46,8 +48,7 @@ from stream_jobs.runtime import (
     start_query,
 )
 
-NAME = "features"
-TOPIC = "shop.clicks"
+NAME = FEATURES_JOB
 EVENT_COLUMNS = (
     "event_id",
     "event_time",
@@ -59,7 +60,7 @@ EVENT_COLUMNS = (
     "quantity",
 )
 UNKNOWN_ID = "kappa-unknown-writer-schema-id="
-CUSTOMERS = "cdc.customers"
+CUSTOMERS = cdc_mirror("customers").ident
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,7 @@ def raw_events(spark: Any, settings: Settings, topic: str | None = None) -> Any:
     """Click events as archived in ``raw.clicks`` (every delivery, duplicates included)."""
     from pyspark.sql import functions as F
 
-    raw = spark.table(f"{settings.catalog.name}.raw.clicks")
+    raw = spark.table(f"{settings.catalog.name}.{RAW_CLICKS.ident}")
     if topic:
         raw = raw.where(F.col("kafka_topic") == topic)
     return raw
@@ -450,13 +451,17 @@ def run(
     rng: SourceRange,
     names: list[str] | None = None,
     *,
-    topic: str = TOPIC,
+    topic: str | None = None,
     instance: str = NAME,
     namespace: str | None = None,
     customers: str = CUSTOMERS,
     on_progress: Callable[[], None] | None = None,
 ) -> dict[str, JobContext]:
-    """Run the feature queries until stopped (or drained); re-plan on a new writer schema."""
+    """Run the feature queries until stopped (or drained); re-plan on a new writer schema.
+
+    ``topic`` defaults to the settings' click topic (``KAPPA_TOPICS_CLICKS``).
+    """
+    topic = topic or clicks_topic(settings)
     names = names or list(DEFINITIONS)
     unknown = sorted(set(names) - set(DEFINITIONS))
     if unknown:
@@ -464,7 +469,7 @@ def run(
     namespace = namespace or settings.features.namespace
     ensure_tables(settings, namespace, names)
     spark = get_spark(settings, instance)
-    decoding = Decoding(subject=f"{topic}-value")
+    decoding = Decoding(subject=value_subject(topic))
     wait_for_schema(settings, decoding, rng)
     contexts = {
         name: JobContext(
@@ -509,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default="", help="comma-separated feature sets (default: all)")
     parser.add_argument("--available-now", action="store_true", help="drain the topic, then stop")
     parser.add_argument("--starting", default="earliest", help="startingOffsets for a new query")
-    parser.add_argument("--topic", default=TOPIC)
+    parser.add_argument("--topic", default=None, help="default: KAPPA_TOPICS_CLICKS")
     parser.add_argument("--namespace", default=None, help="target namespace (default: settings)")
     parser.add_argument("--name", default=NAME, help="instance name (prefix of query names)")
     parser.add_argument("--customers", default=CUSTOMERS, help="table enriching user windows")

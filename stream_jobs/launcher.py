@@ -17,10 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iceberg.tables import FEATURE_SETS
+from iceberg.tables import (
+    CDC_SOURCES,
+    FEATURE_SETS,
+    QUARANTINE_CDC,
+    QUARANTINE_CLICKS,
+    RAW_CLICKS,
+    cdc_changelog,
+    cdc_mirror,
+    feature_table,
+)
+from kappa import names
 from kappa.exceptions import KappaError
 from kappa.processes import running_pid
-from kappa.settings import PROJECT_ROOT, Settings
+from kappa.settings import PROJECT_ROOT, Settings, get_settings
 from kappa.spark import spark_conf
 
 
@@ -41,45 +51,60 @@ class JobSpec:
         return {f"{instance}-{q}": tables for q, tables in self.queries.items()}
 
 
-JOBS: dict[str, JobSpec] = {
-    "raw_clicks": JobSpec(
-        "raw_clicks",
-        "stream_jobs.raw_clicks",
-        ("shop.clicks",),
-        ("raw.clicks", "quarantine.clicks"),
-    ),
-    "cdc_mirror": JobSpec(
-        "cdc_mirror",
-        "stream_jobs.cdc_mirror",
-        ("shop.public.customers", "shop.public.products", "shop.public.orders"),
-        (
-            "cdc.customers",
-            "cdc.products",
-            "cdc.orders",
-            "cdc.customers_changelog",
-            "cdc.products_changelog",
-            "cdc.orders_changelog",
-            "quarantine.cdc",
+def jobs(settings: Settings) -> dict[str, JobSpec]:
+    """Every streaming job, in start order, over the topics ``settings`` name."""
+    cdc_tables = (
+        *(cdc_mirror(source).ident for source in CDC_SOURCES),
+        *(cdc_changelog(source).ident for source in CDC_SOURCES),
+        QUARANTINE_CDC.ident,
+    )
+    specs = (
+        JobSpec(
+            names.RAW_CLICKS_JOB,
+            "stream_jobs.raw_clicks",
+            (names.clicks_topic(settings),),
+            (RAW_CLICKS.ident, QUARANTINE_CLICKS.ident),
         ),
-    ),
-    "features": JobSpec(
-        "features",
-        "stream_jobs.features",
-        ("shop.clicks",),
-        tuple(f"features.{n}" for n in FEATURE_SETS),
-        queries={n: (f"features.{n}",) for n in FEATURE_SETS},
-    ),
-}
+        JobSpec(
+            names.CDC_MIRROR_JOB,
+            "stream_jobs.cdc_mirror",
+            tuple(names.cdc_topic(settings, source) for source in CDC_SOURCES),
+            cdc_tables,
+        ),
+        JobSpec(
+            names.FEATURES_JOB,
+            "stream_jobs.features",
+            (names.clicks_topic(settings),),
+            tuple(feature_table(n, settings.features.namespace).ident for n in FEATURE_SETS),
+            queries={
+                n: (feature_table(n, settings.features.namespace).ident,) for n in FEATURE_SETS
+            },
+        ),
+    )
+    return {spec.name: spec for spec in specs}
+
+
+def __getattr__(attr: str) -> dict[str, JobSpec]:
+    """``JOBS``: :func:`jobs` of the process's settings, for callers with none at hand."""
+    if attr == "JOBS":
+        return jobs(get_settings())
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 class UnknownJobError(KappaError):
     """A stream job name that is not defined."""
 
 
-def job(name: str) -> JobSpec:
-    if name not in JOBS:
-        raise UnknownJobError(f"unknown stream job '{name}'; known: {', '.join(sorted(JOBS))}")
-    return JOBS[name]
+def job(settings: Settings, name: str) -> JobSpec:
+    """The spec of job ``name``.
+
+    Raises:
+        UnknownJobError: No such job; the message lists the known ones.
+    """
+    specs = jobs(settings)
+    if name not in specs:
+        raise UnknownJobError(f"unknown stream job '{name}'; known: {', '.join(sorted(specs))}")
+    return specs[name]
 
 
 def job_dir(settings: Settings, name: str) -> Path:
@@ -109,7 +134,7 @@ def start(
     ``instance`` runs a second copy under another query name (own checkpoint and folder),
     e.g. over another topic: ``start(s, "raw_clicks", ["--topic", "t"], instance="x")``.
     """
-    spec = job(name)
+    spec = job(settings, name)
     instance = instance or name
     running = pid(settings, instance)
     if running is not None:
@@ -211,22 +236,34 @@ def offsets_behind(settings: Settings, progress: dict[str, Any] | None) -> dict[
     behind: dict[str, int] = {}
     client = topics.consumer(settings, "kappa-status")
     try:
-        for source in progress.get("sources", []):
-            end = source.get("endOffset")
-            end = json.loads(end) if isinstance(end, str) else end or {}
-            for topic, parts in end.items():
-                marks = topics.watermarks(settings, topic, timeout_s=5, client=client)
-                for part, offset in parts.items():
-                    _, high = marks.get(int(part), (0, int(offset)))
-                    behind[f"{topic}:{part}"] = max(0, high - int(offset))
+        for topic, parts in processed_offsets(progress).items():
+            marks = topics.watermarks(settings, topic, timeout_s=5, client=client)
+            for part, offset in parts.items():
+                _, high = marks.get(int(part), (0, offset))
+                behind[f"{topic}:{part}"] = max(0, high - offset)
     finally:
         client.close()
     return behind
 
 
+def processed_offsets(progress: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    """``{topic: {partition: offset}}`` a query had read up to at the end of a batch.
+
+    Spark's progress gives each source's ``endOffset`` as JSON text or an object; the
+    offset is the next one to read (exclusive).
+    """
+    out: dict[str, dict[str, int]] = {}
+    for source in (progress or {}).get("sources", []):
+        end = source.get("endOffset")
+        end = json.loads(end) if isinstance(end, str) else end or {}
+        for topic, parts in end.items():
+            out.setdefault(topic, {}).update({str(p): int(o) for p, o in parts.items()})
+    return out
+
+
 def status(settings: Settings, name: str, job_name: str | None = None) -> dict[str, Any]:
     """What ``kappa stream status`` shows for a single-query job (``job_name``: for instances)."""
-    spec = job(job_name or name)
+    spec = job(settings, job_name or name)
     return query_status(settings, name, name, spec.query_names(name).get(name, spec.tables))
 
 
@@ -234,7 +271,7 @@ def statuses(
     settings: Settings, job_name: str, instance: str | None = None
 ) -> list[dict[str, Any]]:
     """One status per query of ``job_name`` (an instance of it, if given)."""
-    spec = job(job_name)
+    spec = job(settings, job_name)
     instance = instance or job_name
     return [
         query_status(settings, instance, query, tables)
@@ -307,7 +344,7 @@ def last_committed_snapshot(
         mine = [
             s
             for s in table.snapshots()
-            if s.summary and s.summary.additional_properties.get("kappa.query-id") == query_id
+            if s.summary and s.summary.additional_properties.get(names.QUERY_ID_PROP) == query_id
         ]
         if mine:
             snap = max(mine, key=lambda s: s.timestamp_ms)

@@ -1,9 +1,10 @@
-"""``raw_clicks``: shop.clicks → raw.clicks (append, exactly once) and quarantine.clicks.
+"""``raw_clicks``: the click topic → raw.clicks (append, exactly once) and quarantine.clicks.
 
 Run it with ``kappa stream start raw_clicks`` or directly::
 
     spark-submit stream_jobs/raw_clicks.py [--available-now] [--starting earliest]
 
+The topic is ``KAPPA_TOPICS_CLICKS`` (default ``shop.clicks``) unless ``--topic`` names one.
 Source → decode → split (good / quarantined) → two idempotent appends.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from iceberg.tables import QUARANTINE_CLICKS, RAW_CLICKS
+from kappa import names
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from stream_jobs import avro
@@ -27,14 +30,13 @@ from stream_jobs.runtime import (
     with_kafka_columns,
 )
 
-NAME = "raw_clicks"
-TOPIC = "shop.clicks"
+NAME = names.RAW_CLICKS_JOB
 REQUIRED = ("event_id", "event_time", "produced_at", "user_id", "session_id", "event_type")
 
 
 def contract(topic: str) -> avro.Contract:
     """The click contract of ``topic`` (subject by TopicNameStrategy)."""
-    return avro.Contract(subject=f"{topic}-value", required=REQUIRED)
+    return avro.Contract(subject=names.value_subject(topic), required=REQUIRED)
 
 
 def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
@@ -48,18 +50,22 @@ def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
         good = decoded.where(F.col("reason").isNull()).select(
             "record.*", "schema_id", *KAFKA_COLS, F.current_timestamp().alias("ingested_at")
         )
-        table = ctx.table("raw.clicks")
-        written = append_once(ctx, align_to_table(ctx.spark, good, table), "raw.clicks", batch_id)
+        table = ctx.table(RAW_CLICKS.ident)
+        aligned = align_to_table(ctx.spark, good, table)
+        written = append_once(ctx, aligned, RAW_CLICKS.ident, batch_id)
         bad = quarantine_rows(decoded.where(F.col("reason").isNotNull()))
-        quarantined = append_once(ctx, bad, "quarantine.clicks", batch_id)
+        quarantined = append_once(ctx, bad, QUARANTINE_CLICKS.ident, batch_id)
     finally:
         decoded.unpersist()
     ctx.stats["rows"] = ctx.stats.get("rows", 0) + written
     ctx.stats["quarantined"] = ctx.stats.get("quarantined", 0) + quarantined
 
 
-def run(settings: Settings, rng: SourceRange, topic: str = TOPIC, name: str = NAME) -> JobContext:
-    """Start the query and block until it stops."""
+def run(
+    settings: Settings, rng: SourceRange, topic: str | None = None, name: str = NAME
+) -> JobContext:
+    """Start the query over ``topic`` (default: the settings' click topic); block until it stops."""
+    topic = topic or names.clicks_topic(settings)
     spark = get_spark(settings, name)
     ctx = JobContext(
         settings=settings, name=name, spark=spark, params={"contract": contract(topic)}
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=NAME, description=__doc__)
     parser.add_argument("--available-now", action="store_true", help="drain the topic, then stop")
     parser.add_argument("--starting", default="earliest", help="startingOffsets for a new query")
-    parser.add_argument("--topic", default=TOPIC)
+    parser.add_argument("--topic", default=None, help="default: KAPPA_TOPICS_CLICKS")
     parser.add_argument("--name", default=NAME, help="query name (also its checkpoint folder)")
     args = parser.parse_args(argv)
     rng = SourceRange(starting=args.starting, available_now=args.available_now)

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kappa import checkpoints
+from kappa.names import BATCH_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings
 from kappa.spark import checkpoint_root
 
 KAFKA_COLS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
-QUERY_PROP = "kappa.query-id"
-BATCH_PROP = "kappa.batch-id"
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,8 @@ def committed(spark: Any, table: str, query_id: str, batch_id: int) -> bool:
 
     snaps = spark.read.format("iceberg").load(f"{table}.snapshots")
     hit = snaps.where(
-        (F.col("summary").getItem(QUERY_PROP) == query_id)
-        & (F.col("summary").getItem(BATCH_PROP) == str(batch_id))
+        (F.col("summary").getItem(QUERY_ID_PROP) == query_id)
+        & (F.col("summary").getItem(BATCH_ID_PROP) == str(batch_id))
     )
     return bool(hit.limit(1).count())
 
@@ -137,8 +137,8 @@ def append_once(
         return 0
     (
         df.writeTo(table)
-        .option(f"snapshot-property.{QUERY_PROP}", ctx.query_id)
-        .option(f"snapshot-property.{BATCH_PROP}", str(batch_id))
+        .option(f"snapshot-property.{QUERY_ID_PROP}", ctx.query_id)
+        .option(f"snapshot-property.{BATCH_ID_PROP}", str(batch_id))
         .append()
     )
     return int(rows)
@@ -170,12 +170,6 @@ def progress_path(settings: Settings, name: str) -> Path:
     return settings.stack.state_dir / "streams" / name / "progress.jsonl"
 
 
-def checkpoint_query_id(location: str) -> str:
-    """The query id stored in a checkpoint's ``metadata`` file (stable across restarts)."""
-    path = Path(location.removeprefix("file://")) / "metadata"
-    return str(json.loads(path.read_text().splitlines()[0])["id"])
-
-
 def start_query(
     ctx: JobContext,
     stream: Any,
@@ -192,7 +186,7 @@ def start_query(
     def batch(df: Any, batch_id: int) -> None:
         if not ctx.query_id:
             # The first batch may run before start() returns: read the id Spark persisted.
-            ctx.query_id = checkpoint_query_id(location)
+            ctx.query_id = checkpoints.query_id(location)
         process(ctx, df, batch_id)
         ctx.replay_possible = False
 

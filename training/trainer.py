@@ -22,12 +22,12 @@ import json
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from iceberg.admin import load, tag
+from kappa import checkpoints, names
 from kappa.exceptions import KappaError
 from kappa.settings import PROJECT_ROOT, Settings
 from training.dataset import FEATURES, LABEL, Dataset, Inputs, build, pin
@@ -137,33 +137,31 @@ def code_version() -> str:
 def kafka_offsets(settings: Settings, ident: str, snapshot_id: int) -> dict[str, Any] | None:
     """Kafka offsets the streaming query had consumed when it committed this snapshot.
 
-    The snapshot's ``kappa.query-id``/``kappa.batch-id`` name the micro-batch; the
-    query's checkpoint holds that batch's end offsets (``offsets/<batch>``).
+    The snapshot's marker properties (``kappa.names``) name the micro-batch; the
+    query's checkpoint holds that batch's end offsets.
     """
     from kappa.spark import checkpoint_root
 
     snap = load(settings, ident).snapshot_by_id(snapshot_id)
     props = snap.summary.additional_properties if snap and snap.summary else {}
-    query_id, batch_id = props.get("kappa.query-id"), props.get("kappa.batch-id")
-    root = Path(checkpoint_root(settings).removeprefix("file://"))
-    if not query_id or batch_id is None or not root.is_dir():
+    query_id, batch_id = props.get(names.QUERY_ID_PROP), props.get(names.BATCH_ID_PROP)
+    if not query_id or batch_id is None:
         return None
-    for metadata in root.glob("*/metadata"):
-        try:
-            if json.loads(metadata.read_text().splitlines()[0]).get("id") != query_id:
-                continue
-            lines = (metadata.parent / "offsets" / batch_id).read_text().splitlines()
-        except (OSError, ValueError, IndexError):
-            continue
-        return {"query": metadata.parent.name, "batch": int(batch_id), "offsets": lines[2:]}
-    return None
+    folder = checkpoints.find(checkpoint_root(settings), query_id)
+    if folder is None:
+        return None
+    try:
+        offsets = checkpoints.batch_offsets(folder, batch_id)
+    except OSError:
+        return None
+    return {"query": folder.name, "batch": int(batch_id), "offsets": offsets}
 
 
 def schema_ids(settings: Settings) -> list[int]:
     from kappa import registry
 
     try:
-        return registry.subject_ids(settings.registry.ccompat_url, "shop.clicks-value")
+        return registry.subject_ids(settings.registry.ccompat_url, names.clicks_subject(settings))
     except registry.RegistryError:
         return []
 

@@ -20,9 +20,9 @@ def backfill() -> None:
     "--to", "to", default="latest", show_default=True, help="latest | ISO time | partition:offset,…"
 )
 @click.option("--only", default="", help="Comma-separated feature sets (default: all).")
-@click.option("--topic", default="shop.clicks", show_default=True)
+@click.option("--topic", default=None, help="Topic to replay (default: KAPPA_TOPICS_CLICKS).")
 @output_option
-def start(*, job: str, from_: str, to: str, only: str, topic: str, output: str) -> None:
+def start(*, job: str, from_: str, to: str, only: str, topic: str | None, output: str) -> None:
     """Replay JOB's input over a range into staging tables (the live tables are untouched)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 

@@ -79,7 +79,7 @@ def _start(value: str) -> dt.datetime:
     "--customers", type=int, default=2000, show_default=True, help="Initial customer population."
 )
 @click.option("--products", type=int, default=400, show_default=True, help="Catalog size.")
-@click.option("--topic", help="Click topic (default: KAPPA_PRODUCER_TOPIC, shop.clicks).")
+@click.option("--topic", help="Click topic (default: KAPPA_TOPICS_CLICKS, shop.clicks).")
 @click.option(
     "--pg-schema", default="public", show_default=True, help="PostgreSQL schema of the shop tables."
 )

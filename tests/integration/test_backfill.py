@@ -11,11 +11,12 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from kappa.catalog import load_catalog
+from kappa.names import BACKFILL_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings, SparkSettings
 from producers.run import simulate
 from stream_jobs import backfill as bf
 from stream_jobs import features, launcher, raw_clicks
-from stream_jobs.runtime import QUERY_PROP, SourceRange
+from stream_jobs.runtime import SourceRange
 from tests.integration import featureoracle as oracle
 from tests.integration.featurekit import (
     END_COL,
@@ -180,7 +181,7 @@ def ingest_while_backfilling(
         }
         for snap in table.snapshots():
             props = snap.summary.additional_properties
-            assert bf.BACKFILL_PROP not in props and props.get(QUERY_PROP) in live_ids
+            assert BACKFILL_ID_PROP not in props and props.get(QUERY_ID_PROP) in live_ids
 
 
 def late_mismatch(

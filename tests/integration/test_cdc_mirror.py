@@ -34,7 +34,7 @@ def _ends(settings: Settings, names: list[str]) -> dict[tuple[str, int], int]:
 
 def settle(settings: Settings, quiet_s: float = 4.0, timeout_s: float = 90.0) -> None:
     """Wait until Debezium has published everything (the CDC topics stop growing)."""
-    names = list(cdc_mirror.topics().values())
+    names = list(cdc_mirror.topics(settings).values())
     last, since = _ends(settings, names), time.monotonic()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 
 from kappa.catalog import load_catalog
+from kappa.names import BATCH_ID_PROP
 from kappa.settings import Settings, SparkSettings
 from kappa.spark import checkpoint_root
 from producers.run import simulate
 from schemas.contracts import CLICK_EVENT_V2
 from stream_jobs import features, launcher
-from stream_jobs.runtime import BATCH_PROP, SourceRange
+from stream_jobs.runtime import SourceRange
 from tests.integration import featureoracle as oracle
 from tests.integration.featurekit import (
     END_COL,
@@ -223,9 +224,9 @@ def test_a_batch_replayed_after_its_iceberg_commit_is_not_written_twice(
     assert run() > 0
     table = load_catalog(lake).load_table(f"{ns}.{name}")
     snapshots = {
-        int(s.summary.additional_properties[BATCH_PROP]): s.snapshot_id
+        int(s.summary.additional_properties[BATCH_ID_PROP]): s.snapshot_id
         for s in table.snapshots()
-        if s.summary and BATCH_PROP in s.summary.additional_properties
+        if s.summary and BATCH_ID_PROP in s.summary.additional_properties
     }
     last = max(snapshots)
     before = table_rows(lake, f"{ns}.{name}")
