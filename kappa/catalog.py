@@ -22,12 +22,12 @@ def warehouse_location(settings: Settings) -> str:
 
 
 def load_catalog(settings: Settings) -> Any:
-    """The PyIceberg ``SqlCatalog`` on kappa's PostgreSQL."""
+    """The PyIceberg ``SqlCatalog`` on kappa's PostgreSQL (or on ``KAPPA_CATALOG_URI``)."""
     from pyiceberg.catalog.sql import SqlCatalog
 
     pg = settings.postgres
     props: dict[str, str] = {
-        "uri": pg.sqlalchemy_url(pg.catalog_db),
+        "uri": settings.catalog.uri or pg.sqlalchemy_url(pg.catalog_db),
         "warehouse": warehouse_location(settings),
         "init_catalog_tables": "true",
     }

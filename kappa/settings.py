@@ -18,7 +18,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kappa import names
 from kappa.durations import Duration
 from schemas.contracts import CLICKS_TOPIC
 
@@ -281,7 +280,7 @@ class FeatureSettings(BaseSettings):
     )
     session_gap: str = Field(default="30 minutes", description="Inactivity that ends a session.")
     namespace: str = Field(
-        default=names.FEATURES, description="Iceberg namespace the feature jobs write into."
+        default="features", description="Iceberg namespace the feature jobs write into."
     )
 
 
@@ -295,7 +294,7 @@ class TrainingSettings(BaseSettings):
     samples_per_user: int = Field(default=20, description="At most this many times t per user.")
     validation_fraction: float = Field(default=0.2, description="Latest share of times t.")
     seed: int = 7
-    features_namespace: str = Field(default=names.FEATURES, description="Where features are read.")
+    features_namespace: str = Field(default="features", description="Where features are read.")
     labels_table: str = Field(
         default="cdc.orders_changelog", description="Orders changelog the labels come from."
     )
@@ -338,6 +337,12 @@ class CatalogSettings(BaseSettings):
     )
     s3_endpoint: str | None = Field(
         default=None, description="S3-compatible endpoint for s3:// warehouses."
+    )
+    uri: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of PyIceberg's catalog database (e.g. sqlite:///path for "
+        "tests); default: the `lakehouse` database in kappa's PostgreSQL. Spark keeps the "
+        "PostgreSQL catalog.",
     )
 
 
