@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kappa import names
 from kappa.durations import Duration
 from schemas.contracts import CLICKS_TOPIC
 
@@ -280,7 +281,7 @@ class FeatureSettings(BaseSettings):
     )
     session_gap: str = Field(default="30 minutes", description="Inactivity that ends a session.")
     namespace: str = Field(
-        default="features", description="Iceberg namespace the feature jobs write into."
+        default=names.FEATURES, description="Iceberg namespace the feature jobs write into."
     )
 
 
@@ -294,7 +295,7 @@ class TrainingSettings(BaseSettings):
     samples_per_user: int = Field(default=20, description="At most this many times t per user.")
     validation_fraction: float = Field(default=0.2, description="Latest share of times t.")
     seed: int = 7
-    features_namespace: str = Field(default="features", description="Where features are read.")
+    features_namespace: str = Field(default=names.FEATURES, description="Where features are read.")
     labels_table: str = Field(
         default="cdc.orders_changelog", description="Orders changelog the labels come from."
     )
