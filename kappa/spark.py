@@ -6,6 +6,10 @@ are passed as ``spark.jars``, never fetched with ``--packages`` at run time.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +64,50 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def spark_env(settings: Settings) -> dict[str, str]:
+    """Environment of a Spark driver: it binds where the stack binds (and so never warns
+    that the hostname resolves to a loopback address)."""
+    return {"SPARK_LOCAL_IP": settings.stack.host}
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 2 at ``path`` meanwhile: a JVM started now inherits it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def get_spark(settings: Settings, app_name: str) -> Any:
-    """Build (or reuse) the SparkSession for ``app_name``."""
+    """Build (or reuse) the SparkSession for ``app_name``.
+
+    A driver started here (not by ``spark-submit``) writes its JVM's output to
+    ``<state>/logs/spark-driver.log``; a submitted job's is its ``driver.log``.
+    """
     from pyspark.sql import SparkSession
 
+    for key, value in spark_env(settings).items():
+        os.environ.setdefault(key, value)
     builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
+    # PYSPARK_GATEWAY_PORT: spark-submit started this Python process; its JVM already runs.
+    if SparkSession.getActiveSession() is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        # The JVM this starts keeps our stderr for life: its log4j and launcher lines go
+        # to the log file instead of the user's terminal.
+        with _stderr_to(settings.stack.logs_dir / "spark-driver.log"):
+            return _session(builder)
+    return _session(builder)
+
+
+def _session(builder: Any) -> Any:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

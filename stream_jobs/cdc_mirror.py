@@ -18,6 +18,7 @@ from typing import Any
 
 from iceberg import tables
 from iceberg.tables import CDC_SOURCES, QUARANTINE_CDC, Column
+from kappa.log import configure as configure_logging
 from kappa.names import CDC_MIRROR_JOB, cdc_topic_prefix, value_subject
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--name", default=NAME)
     args = parser.parse_args(argv)
+    configure_logging(json_lines=True)  # JSON lines into the driver log
     rng = SourceRange(starting=args.starting, available_now=args.available_now)
     run(get_settings(), rng, prefix=args.topic_prefix, name=args.name)
 

@@ -26,7 +26,7 @@ the failed batch is replayed with the new plan, nothing is lost or doubled.
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +34,7 @@ from typing import Any
 
 from iceberg.tables import RAW_CLICKS, cdc_mirror
 from kappa import registry
+from kappa.log import configure as configure_logging
 from kappa.names import FEATURES_JOB, clicks_topic, value_subject
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
@@ -47,6 +48,8 @@ from stream_jobs.runtime import (
     kafka_source,
     start_query,
 )
+
+logger = logging.getLogger(__name__)
 
 NAME = FEATURES_JOB
 EVENT_COLUMNS = (
@@ -235,9 +238,7 @@ def wait_for_schema(settings: Settings, decoding: Decoding, rng: SourceRange) ->
             if rng.available_now:
                 raise
             if not announced:
-                print(
-                    f"waiting for a schema under {decoding.subject} (no producer yet)", flush=True
-                )
+                logger.info("waiting for a schema under %s (no producer yet)", decoding.subject)
                 announced = True
             time.sleep(5)
 
@@ -501,9 +502,9 @@ def run(
             if not new_ids:
                 raise
             decoding.refresh(settings.registry.ccompat_url, new_ids)
-            print(
-                json.dumps({"event": "replan", "new_writer_schema_ids": sorted(new_ids)}),
-                flush=True,
+            logger.info(
+                "new writer schema: re-planning the queries from their checkpoints",
+                extra={"event": "replan", "new_writer_schema_ids": sorted(new_ids)},
             )
             for ctx in contexts.values():
                 ctx.stats["replans"] = ctx.stats.get("replans", 0) + 1
@@ -519,6 +520,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default=NAME, help="instance name (prefix of query names)")
     parser.add_argument("--customers", default=CUSTOMERS, help="table enriching user windows")
     args = parser.parse_args(argv)
+    configure_logging(json_lines=True)  # JSON lines into the driver log
     rng = SourceRange(starting=args.starting, available_now=args.available_now)
     names = [n for n in args.only.split(",") if n] or None
     run(

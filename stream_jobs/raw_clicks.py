@@ -15,6 +15,7 @@ from typing import Any
 
 from iceberg.tables import QUARANTINE_CLICKS, RAW_CLICKS
 from kappa import names
+from kappa.log import configure as configure_logging
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from stream_jobs import avro
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic", default=None, help="default: KAPPA_TOPICS_CLICKS")
     parser.add_argument("--name", default=NAME, help="query name (also its checkpoint folder)")
     args = parser.parse_args(argv)
+    configure_logging(json_lines=True)  # JSON lines into the driver log
     rng = SourceRange(starting=args.starting, available_now=args.available_now)
     run(get_settings(), rng, topic=args.topic, name=args.name)
 
