@@ -31,7 +31,7 @@ from kappa import names
 from kappa.exceptions import KappaError
 from kappa.processes import running_pid
 from kappa.settings import PROJECT_ROOT, Settings, get_settings
-from kappa.spark import spark_conf
+from kappa.spark import spark_conf, spark_env
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,7 @@ def start(
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PYSPARK_PYTHON"] = sys.executable
+    env.update(spark_env(settings))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     command = submit_command(settings, spec, ["--name", instance, *(args or [])])
     log_path = folder / "driver.log"
