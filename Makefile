@@ -41,10 +41,12 @@ bench: install
 	$(KAPPA) up
 	$(BIN)/python -m benchmarks
 
-lint: install
+## make lint: ruff (lint + format), mypy strict, and the layering contracts (import-linter)
+lint: $(VENV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .
