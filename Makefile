@@ -42,7 +42,7 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 ## make lint: ruff (lint + format), mypy strict, and the layering contracts (import-linter)
-lint: $(VENV_STAMP)
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
