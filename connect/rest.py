@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from kappa import retry
 from kappa.exceptions import ConnectorNotFoundError, ConnectRequestError, ConnectUnavailableError
 from kappa.settings import ConnectSettings
 
 _REBALANCE_RETRIES = 10
 """Connect answers 409 while its workers rebalance; such calls are retried."""
+
+
+class _RebalancingError(Exception):
+    """Connect answered 409: its workers are rebalancing."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(f"HTTP 409 from {response.url}")
+        self.response = response
 
 
 class ConnectClient:
@@ -24,7 +32,7 @@ class ConnectClient:
         self._session = requests.Session()
 
     def _call(self, method: str, path: str, body: object | None = None) -> Any:
-        for attempt in range(_REBALANCE_RETRIES):
+        def once() -> requests.Response:
             try:
                 resp = self._session.request(
                     method, f"{self.url}{path}", json=body, timeout=self.timeout
@@ -34,10 +42,21 @@ class ConnectClient:
                     f"Kafka Connect not reachable at {self.url} ({type(exc).__name__}); "
                     "run `kappa up` or set KAPPA_CONNECT_URL"
                 ) from None
-            if resp.status_code == 409 and attempt < _REBALANCE_RETRIES - 1:
-                time.sleep(min(0.5 * 2**attempt, 5.0))
-                continue
-            break
+            if resp.status_code == 409:
+                raise _RebalancingError(resp)
+            return resp
+
+        try:
+            resp = retry.call(
+                once,
+                retry_on=lambda exc: isinstance(exc, _RebalancingError),
+                attempts=_REBALANCE_RETRIES,
+                first_wait_s=0.5,
+                max_wait_s=5.0,
+                name=f"Connect {method} {path}",
+            )
+        except _RebalancingError as still:
+            resp = still.response
         if resp.status_code == 404:
             raise ConnectorNotFoundError(
                 f"Connect at {self.url} has no {path}: {_message(resp)}; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from kappa import retry
 from kappa.exceptions import DatabaseUnavailableError, KappaError
 from kappa.settings import Settings
 
@@ -37,18 +38,22 @@ def prepare_source(settings: Settings, database: str, ddl: str, attempts: int = 
     """
     import psycopg2
 
-    for attempt in range(attempts):
+    def once() -> None:
         conn = _connect(settings, database)
         try:
             with conn.cursor() as cur:
                 cur.execute(ddl)
-            return
-        except (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
         finally:
             conn.close()
+
+    collided = (psycopg2.errors.UniqueViolation, psycopg2.errors.DeadlockDetected)
+    retry.call(
+        once,
+        retry_on=lambda exc: isinstance(exc, collided),
+        attempts=attempts,
+        first_wait_s=0.2,
+        name="source DDL",
+    )
 
 
 def drop_replication(

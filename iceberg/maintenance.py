@@ -10,10 +10,10 @@ validation without changing anything; it is retried with backoff.
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kappa import retry
 from kappa.catalog import load_catalog
 from kappa.exceptions import KappaError
 from kappa.settings import Settings
@@ -32,25 +32,29 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: value})
 
 
+def _conflict(exc: BaseException) -> bool:
+    """A concurrent commit won (Py4J wraps Iceberg's CommitFailed/ValidationException)."""
+    text = str(exc)
+    return any(
+        k in text
+        for k in ("CommitFailedException", "ValidationException", "conflict", "Cannot commit")
+    )
+
+
 def _with_retries(action: Any, what: str) -> tuple[Any, int]:
-    for attempt in range(RETRIES):
-        try:
-            return action(), attempt
-        except Exception as exc:  # Py4J wraps Iceberg's CommitFailed/ValidationException
-            text = str(exc)
-            conflict = any(
-                k in text
-                for k in (
-                    "CommitFailedException",
-                    "ValidationException",
-                    "conflict",
-                    "Cannot commit",
-                )
-            )
-            if not conflict or attempt == RETRIES - 1:
-                raise KappaError(f"{what} failed: {text.splitlines()[0][:500]}") from exc
-            time.sleep(min(30.0, 0.5 * 2**attempt))
-    raise AssertionError("unreachable")
+    """``action()`` retried on commit conflicts; returns its result and the retries made."""
+    tries = 0
+
+    def once() -> Any:
+        nonlocal tries
+        tries += 1
+        return action()
+
+    try:
+        result = retry.call(once, retry_on=_conflict, attempts=RETRIES, first_wait_s=0.5, name=what)
+    except Exception as exc:
+        raise KappaError(f"{what} failed: {str(exc).splitlines()[0][:500]}") from exc
+    return result, tries - 1
 
 
 def maintain_table(

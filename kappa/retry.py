@@ -30,7 +30,7 @@ def call(
     retry_on: Callable[[BaseException], bool],
     attempts: int,
     first_wait_s: float,
-    fail: Callable[[BaseException], KappaError],
+    fail: Callable[[BaseException], KappaError] | None = None,
     max_wait_s: float = 30.0,
     name: str = "call",
 ) -> T:
@@ -41,12 +41,15 @@ def call(
         retry_on: Whether an exception is transient (retried); any other is raised at once.
         attempts: Total tries, the first included (at least 1).
         first_wait_s: Wait after the first failure; doubles per attempt up to ``max_wait_s``.
-        fail: Builds the domain error raised after the last transient failure.
+        fail: Builds the domain error raised after the last transient failure; None:
+            the last exception itself is raised.
         max_wait_s: Longest wait between two attempts.
         name: What is being called, for the debug log of each retry.
 
     Raises:
         KappaError: ``fail(last exception)`` once every attempt failed transiently.
+        Exception: A failure that is not transient, at once (or the last one, without
+            ``fail``).
     """
 
     def before_sleep(state: RetryCallState) -> None:
@@ -63,6 +66,6 @@ def call(
     try:
         return retrying(what)
     except Exception as exc:
-        if retry_on(exc):
+        if fail is not None and retry_on(exc):
             raise fail(exc) from exc
         raise

@@ -8,10 +8,10 @@ into the same schema rewrites the same rows instead of failing.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
+from kappa import retry
 from kappa.exceptions import DatabaseUnavailableError
 from kappa.settings import PostgresSettings
 from schemas.oltp import shop_ddl
@@ -88,18 +88,21 @@ class OltpWriter:
     def _connect(self, dsn: str, attempts: int, backoff_s: float) -> Any:
         import psycopg2
 
-        for attempt in range(attempts):
-            try:
-                return psycopg2.connect(dsn, connect_timeout=5)
-            except psycopg2.OperationalError as exc:
-                if attempt == attempts - 1:
-                    raise DatabaseUnavailableError(
-                        f"PostgreSQL not reachable at {self.endpoint} after {attempts} attempts"
-                        f" ({str(exc).strip()}); run `kappa up` or set KAPPA_POSTGRES_HOST /"
-                        " KAPPA_POSTGRES_PORT"
-                    ) from exc
-                time.sleep(backoff_s * 2**attempt)
-        raise AssertionError("unreachable")
+        def unreachable(exc: BaseException) -> DatabaseUnavailableError:
+            return DatabaseUnavailableError(
+                f"PostgreSQL not reachable at {self.endpoint} after {attempts} attempts"
+                f" ({str(exc).strip()}); run `kappa up` or set KAPPA_POSTGRES_HOST /"
+                " KAPPA_POSTGRES_PORT"
+            )
+
+        return retry.call(
+            lambda: psycopg2.connect(dsn, connect_timeout=5),
+            retry_on=lambda exc: isinstance(exc, psycopg2.OperationalError),
+            attempts=attempts,
+            first_wait_s=backoff_s,
+            fail=unreachable,
+            name="PostgreSQL connect",
+        )
 
     def next_ids(self) -> tuple[int, int]:
         """The first order id and the first customer id that no existing row uses."""

@@ -8,11 +8,11 @@ flight, delivered = sent - failed exactly, without a Python callback per message
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from kappa import retry
 from kappa.exceptions import BrokerUnavailableError
 from kappa.settings import Settings
 
@@ -64,16 +64,14 @@ class ClickSink:
         from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
         cfg = self.settings.producer
-        metadata = None
-        for attempt in range(cfg.retries):
-            try:
-                metadata = self.producer.list_topics(timeout=5)
-                break
-            except KafkaException as exc:
-                if attempt == cfg.retries - 1:
-                    raise self._unreachable(f"{cfg.retries} attempts: {exc}") from exc
-                time.sleep(cfg.retry_backoff_s * 2**attempt)
-        assert metadata is not None
+        metadata = retry.call(
+            lambda: self.producer.list_topics(timeout=5),
+            retry_on=lambda exc: isinstance(exc, KafkaException),
+            attempts=cfg.retries,
+            first_wait_s=cfg.retry_backoff_s,
+            fail=lambda exc: self._unreachable(f"{cfg.retries} attempts: {exc}"),
+            name="Kafka metadata",
+        )
         if self.topic in metadata.topics:
             return
         spec = self.settings.topics
