@@ -1,11 +1,68 @@
-"""Kafka log bounds: where each partition of a topic begins and ends right now."""
+"""The Kafka client kappa's stages share: topics it creates, and where each log begins and ends.
+
+Every call has a timeout; a broker that does not answer surfaces as
+:class:`~kappa.exceptions.BrokerUnavailableError`, naming the fix.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
+from kappa.exceptions import BrokerUnavailableError
 from kappa.settings import Settings
+
+
+def admin(settings: Settings) -> Any:
+    """An ``AdminClient`` on the configured brokers (librdkafka's own log quieted)."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "log_level": 5})
+
+
+def _unreachable(settings: Settings, doing: str, exc: BaseException) -> BrokerUnavailableError:
+    return BrokerUnavailableError(
+        f"Kafka not reachable at {settings.kafka.bootstrap} while {doing} ({exc}); "
+        "run `kappa up` or set KAPPA_KAFKA_BOOTSTRAP_SERVERS"
+    )
+
+
+def ensure(
+    settings: Settings,
+    name: str,
+    partitions: int,
+    replication: int,
+    *,
+    config: dict[str, str] | None = None,
+    timeout_s: float = 30,
+) -> bool:
+    """Create topic ``name`` unless it exists; True when this call created it."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    client = admin(settings)
+    try:
+        if name in client.list_topics(timeout=timeout_s).topics:
+            return False
+        topic = NewTopic(name, partitions, replication, config=config or {})
+        client.create_topics([topic])[name].result(timeout=timeout_s)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" in str(exc):
+            return False
+        raise _unreachable(settings, f"creating topic {name}", exc) from exc
+    return True
+
+
+def ensure_clicks(settings: Settings, name: str | None = None) -> bool:
+    """Create the click topic (or ``name``, e.g. a test's) with the click topic's settings:
+    ``KAPPA_TOPICS_CLICKS_PARTITIONS``, ``…_REPLICATION`` and ``…_RETENTION``."""
+    spec = settings.topics
+    config = {}
+    if spec.clicks_retention is not None:
+        config["retention.ms"] = str(spec.clicks_retention // timedelta(milliseconds=1))
+    topic = name or spec.clicks
+    return ensure(settings, topic, spec.clicks_partitions, spec.clicks_replication, config=config)
 
 
 def consumer(settings: Settings, purpose: str = "kappa") -> Any:

@@ -9,10 +9,9 @@ flight, delivered = sent - failed exactly, without a Python callback per message
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
-from kappa import retry
+from kappa import retry, topics
 from kappa.exceptions import BrokerUnavailableError
 from kappa.settings import Settings
 
@@ -61,31 +60,18 @@ class ClickSink:
         (``KAPPA_TOPICS_CLICKS_PARTITIONS``, ``…_REPLICATION``, ``…_RETENTION``).
         """
         from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
         cfg = self.settings.producer
         metadata = retry.call(
             lambda: self.producer.list_topics(timeout=5),
             retry_on=lambda exc: isinstance(exc, KafkaException),
             attempts=cfg.retries,
-            first_wait_s=cfg.retry_backoff_s,
+            first_wait_s=cfg.retry_backoff.total_seconds(),
             fail=lambda exc: self._unreachable(f"{cfg.retries} attempts: {exc}"),
             name="Kafka metadata",
         )
-        if self.topic in metadata.topics:
-            return
-        spec = self.settings.topics
-        config = {}
-        if spec.clicks_retention is not None:
-            config["retention.ms"] = str(spec.clicks_retention // timedelta(milliseconds=1))
-        admin = AdminClient({"bootstrap.servers": self.endpoint, "log_level": 5})
-        topic = NewTopic(self.topic, spec.clicks_partitions, spec.clicks_replication, config=config)
-        future = admin.create_topics([topic])[self.topic]
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise self._unreachable(f"creating topic {self.topic}: {exc}") from exc
+        if self.topic not in metadata.topics:
+            topics.ensure_clicks(self.settings, self.topic)
 
     def send(self, batch: Sequence[tuple[bytes, bytes]]) -> None:
         """Queue every pair; waits (serving delivery reports) while the local queue is full."""
