@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kappa import retry
+from kappa.exceptions import DatabaseUnavailableError
 from kappa.settings import Settings
 
 
@@ -33,7 +35,28 @@ def load_catalog(settings: Settings) -> Any:
     }
     if settings.catalog.s3_endpoint:
         props["s3.endpoint"] = settings.catalog.s3_endpoint
-    return SqlCatalog(settings.catalog.name, **props)
+    return retry.call(
+        lambda: SqlCatalog(settings.catalog.name, **props),
+        retry_on=_unreachable_database,
+        attempts=3,
+        first_wait_s=1.0,
+        fail=lambda exc: DatabaseUnavailableError(
+            f"the Iceberg catalog's database is not reachable ({_first_line(exc)}); "
+            "run `kappa up` or set KAPPA_POSTGRES_HOST / KAPPA_POSTGRES_PORT (or KAPPA_CATALOG_URI)"
+        ),
+        name="Iceberg catalog",
+    )
+
+
+def _unreachable_database(exc: BaseException) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, OperationalError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def spark_catalog_conf(settings: Settings) -> dict[str, str]:
