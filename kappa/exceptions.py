@@ -7,6 +7,10 @@ class KappaError(Exception):
     """Base class: the CLI prints these without a traceback and exits 1."""
 
 
+class SettingsError(KappaError):
+    """A ``KAPPA_*`` environment variable holds a value kappa cannot use."""
+
+
 class ToolMissingError(KappaError):
     """A program kappa needs (java, mvn, PostgreSQL) is not installed."""
 

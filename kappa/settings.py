@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kappa import names
 from kappa.durations import Duration
+from kappa.exceptions import SettingsError
 from schemas.contracts import CLICKS_TOPIC
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -380,5 +382,29 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment.
+
+    Raises:
+        SettingsError: A ``KAPPA_*`` variable holds a value its field refuses; the
+            message names the variable.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+def _explain(exc: Any) -> str:
+    """``KAPPA_KAFKA_PORT='abc' is not a valid setting: …`` for the first error."""
+    error = exc.errors()[0]
+    model = globals().get(str(exc.title))
+    prefix = "KAPPA_"
+    if isinstance(model, type) and issubclass(model, BaseSettings):
+        prefix = str(model.model_config.get("env_prefix") or prefix)
+    name = (prefix + "_".join(str(p) for p in error.get("loc", ()))).upper()
+    return (
+        f"{name}={error.get('input')!r} is not a valid setting: {error.get('msg')}; "
+        f"fix or unset {name}"
+    )
