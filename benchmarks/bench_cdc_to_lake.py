@@ -22,6 +22,7 @@ from connect.apply import apply, wait_running
 from iceberg.admin import create_all
 from iceberg.tables import cdc_mirror
 from kappa.catalog import load_catalog
+from kappa.durations import to_spark
 from kappa.settings import get_settings
 from stream_jobs import launcher
 
@@ -80,7 +81,7 @@ def main() -> dict[str, Any]:
             launcher.stop(settings, "cdc_mirror")
     result = {
         "probes": len(latencies),
-        "trigger": settings.spark.trigger_interval,
+        "trigger": to_spark(settings.spark.trigger_interval),
         "commit_to_iceberg_median_s": round(statistics.median(latencies), 2),
         "commit_to_iceberg_max_s": round(max(latencies), 2),
         "commit_to_iceberg_min_s": round(min(latencies), 2),

@@ -27,6 +27,7 @@ from typing import Any
 
 from benchmarks.bench_features import FEATURE, bench_topic, drop_namespaces, timed_job
 from kappa.catalog import load_catalog
+from kappa.durations import to_spark
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from schemas.contracts import value_subject
@@ -50,7 +51,8 @@ def _stage(
         return events
     if stage == "dedup":
         return features.dedupe(events, settings)
-    watermarked = events.withWatermark("event_time", settings.features.watermark_delay)
+    delay = to_spark(settings.features.watermark_delay)
+    watermarked = events.withWatermark("event_time", delay)
     return features.DEFINITIONS[FEATURE].build(watermarked, settings)
 
 

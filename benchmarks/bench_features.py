@@ -34,13 +34,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from iceberg.admin import create_all
 from kappa import topics
 from kappa.catalog import load_catalog
+from kappa.durations import to_spark
 from kappa.registry import ensure_registered
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from producers.run import RunOptions, SimulationConfig, produce, simulate
 from schemas.contracts import CLICK_EVENT, value_subject
 from stream_jobs import avro, features, launcher
-from stream_jobs.backfill import duration_seconds
 from stream_jobs.runtime import SourceRange
 
 FEATURE = "user_activity_1m"
@@ -186,7 +186,7 @@ def _freshness(settings: Settings, live_s: float, namespace: str) -> dict[str, A
         time.sleep(15)  # let the last trigger commit
     finally:
         launcher.stop(settings, instance)
-    delay = duration_seconds(settings.features.watermark_delay)
+    delay = settings.features.watermark_delay.total_seconds()
     warm = start.timestamp() + 60  # the job's start-up is not part of the figure
     beyond, since_produced = [], []
     for (_, window_start), (visible, row) in _visible_at(
@@ -209,8 +209,8 @@ def _freshness(settings: Settings, live_s: float, namespace: str) -> dict[str, A
         "beyond_window_and_watermark_s_p99": _pct(beyond, 0.99),
         "produced_to_visible_s_p50": _pct(since_produced, 0.5),
         "produced_to_visible_s_p99": _pct(since_produced, 0.99),
-        "trigger": settings.spark.trigger_interval,
-        "watermark_delay": settings.features.watermark_delay,
+        "trigger": to_spark(settings.spark.trigger_interval),
+        "watermark_delay": to_spark(settings.features.watermark_delay),
     }
 
 

@@ -28,7 +28,7 @@ class ConnectClient:
 
     def __init__(self, settings: ConnectSettings) -> None:
         self.url = settings.rest_url.rstrip("/")
-        self.timeout = settings.request_timeout_s
+        self.timeout = settings.request_timeout.total_seconds()
         self._session = requests.Session()
 
     def _call(self, method: str, path: str, body: object | None = None) -> Any:

@@ -9,11 +9,10 @@ validation without changing anything; it is retried with backoff.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kappa import retry
+from kappa import durations, retry
 from kappa.catalog import load_catalog
 from kappa.exceptions import KappaError
 from kappa.settings import Settings
@@ -24,12 +23,15 @@ ORPHAN_MIN_AGE = timedelta(hours=24)  # files younger than this may belong to an
 
 
 def parse_duration(text: str) -> timedelta:
-    """'90s', '15m', '6h', '7d' → timedelta."""
-    match = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
-    if not match:
-        raise KappaError(f"cannot read duration {text!r}; use e.g. 30m, 6h or 7d")
-    value, unit = int(match.group(1)), match.group(2)
-    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: value})
+    """A positive retention such as '90s', '15m', '6h' or '7d' (any form kappa.durations reads).
+
+    Raises:
+        KappaError: Not a duration, or not positive; the message shows accepted forms.
+    """
+    try:
+        return durations.parse_positive(text)
+    except ValueError as exc:
+        raise KappaError(str(exc)) from None
 
 
 def _conflict(exc: BaseException) -> bool:

@@ -4,6 +4,8 @@ Every value has a default that runs the local stack; every value can be
 overridden from the environment with the prefix ``KAPPA_<COMPONENT>_`` (for
 example ``KAPPA_KAFKA_PORT=19092`` or ``KAPPA_REGISTRY_URL=http://...``).
 Endpoints are always derived here, so no other module spells a host:port.
+Durations are ``timedelta`` fields that read any form :mod:`kappa.durations` parses
+(``KAPPA_FEATURES_WATERMARK_DELAY="2 minutes"``, ``=PT2M`` or ``=120``).
 
 To point kappa at services you already run, set the endpoint override and
 mark the service unmanaged, e.g. ``KAPPA_KAFKA_BOOTSTRAP_SERVERS=b1:9092,b2:9092``
@@ -12,6 +14,7 @@ and ``KAPPA_KAFKA_MANAGED=false``: ``kappa up`` then only checks its health.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -180,8 +183,9 @@ class ConnectSettings(BaseSettings):
         default=PROJECT_ROOT / "connect" / "connectors",
         description="Connector configs (JSON, one per source) that `kappa connect apply` applies.",
     )
-    request_timeout_s: float = Field(
-        default=60.0, description="Timeout of a Connect REST call (validation opens a DB session)."
+    request_timeout: Duration = Field(
+        default=timedelta(seconds=60),
+        description="Timeout of a Connect REST call (validation opens a DB session).",
     )
 
     @property
@@ -230,7 +234,9 @@ class ProducerSettings(BaseSettings):
     batch_size: int = Field(default=1_000_000, description="Max bytes per partition batch.")
     queue_max_messages: int = Field(default=1_000_000, description="Client-side queue bound.")
     retries: int = Field(default=5, description="Attempts to reach the registry or broker.")
-    retry_backoff_s: float = Field(default=1.0, description="First backoff; doubles per attempt.")
+    retry_backoff: Duration = Field(
+        default=timedelta(seconds=1), description="First backoff; doubles per attempt."
+    )
     delivery_timeout_ms: int = Field(default=30_000, description="Give up on a message after.")
 
     def librdkafka(self, bootstrap: str) -> dict[str, object]:
@@ -260,8 +266,8 @@ class SparkSettings(BaseSettings):
         default=None, description="Root of per-query checkpoints; defaults under the state dir."
     )
     ui_enabled: bool = False
-    trigger_interval: str = Field(
-        default="5 seconds", description="Processing-time trigger of live queries."
+    trigger_interval: Duration = Field(
+        default=timedelta(seconds=5), description="Processing-time trigger of live queries."
     )
     max_offsets_per_trigger: int = Field(default=500_000, description="Cap per micro-batch.")
     replay_max_offsets_per_trigger: int = Field(
@@ -277,11 +283,13 @@ class FeatureSettings(BaseSettings):
 
     model_config = _config("KAPPA_FEATURES_")
 
-    watermark_delay: str = Field(
-        default="2 minutes",
+    watermark_delay: Duration = Field(
+        default=timedelta(minutes=2),
         description="How late an event may arrive (event time) and still count in its window.",
     )
-    session_gap: str = Field(default="30 minutes", description="Inactivity that ends a session.")
+    session_gap: Duration = Field(
+        default=timedelta(minutes=30), description="Inactivity that ends a session."
+    )
     namespace: str = Field(
         default=names.FEATURES, description="Iceberg namespace the feature jobs write into."
     )
@@ -292,8 +300,12 @@ class TrainingSettings(BaseSettings):
 
     model_config = _config("KAPPA_TRAINING_")
 
-    horizon_minutes: int = Field(default=30, description="Label: an order within this horizon.")
-    lookback_minutes: int = Field(default=30, description="Recent-activity features window.")
+    horizon: Duration = Field(
+        default=timedelta(minutes=30), description="Label: an order within this horizon."
+    )
+    lookback: Duration = Field(
+        default=timedelta(minutes=30), description="Recent-activity features window."
+    )
     samples_per_user: int = Field(default=20, description="At most this many times t per user.")
     validation_fraction: float = Field(default=0.2, description="Latest share of times t.")
     seed: int = 7

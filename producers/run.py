@@ -148,7 +148,7 @@ def _oltp_writer(settings: Settings, options: RunOptions) -> OltpWriter | None:
         options.database,
         options.pg_schema,
         attempts=settings.producer.retries,
-        backoff_s=settings.producer.retry_backoff_s,
+        backoff_s=settings.producer.retry_backoff.total_seconds(),
     )
 
 

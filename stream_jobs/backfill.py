@@ -36,6 +36,7 @@ from typing import Any
 
 from iceberg.tables import RAW_CLICKS
 from kappa import topics
+from kappa.durations import to_spark
 from kappa.exceptions import KappaError
 from kappa.names import BACKFILL_ID_PROP, FEATURES_JOB, clicks_topic
 from kappa.settings import FeatureSettings, Settings
@@ -68,7 +69,7 @@ class Backfill:
     namespace: str
     live_namespace: str
     live_instance: str
-    watermark_delay: str = ""
+    watermark_delay: str = ""  # of the replay, as Spark reads it ("182 seconds")
     lower: str | None = None  # windows starting before this may be partial (ISO time)
     status: str = "created"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -277,11 +278,11 @@ def create(
     return backfill
 
 
-def replay_delay(spark: Any, settings: Settings, backfill: Backfill) -> str:
-    """Live watermark delay + the largest lateness ``raw.clicks`` saw in the range."""
+def replay_delay(spark: Any, settings: Settings, backfill: Backfill) -> timedelta:
+    """Live watermark delay + the largest lateness ``raw.clicks`` saw in the range + 1 min."""
     from pyspark.sql import functions as F
 
-    live_s = duration_seconds(settings.features.watermark_delay)
+    live_s = settings.features.watermark_delay.total_seconds()
     raw = spark.table(f"{settings.catalog.name}.{RAW_CLICKS.ident}").where(
         F.col("kafka_topic") == backfill.topic
     )
@@ -299,7 +300,7 @@ def replay_delay(spark: Any, settings: Settings, backfill: Backfill) -> str:
             .collect()[0][0]
         )
         lateness = float(row or 0)
-    return f"{int(live_s + lateness + 60)} seconds"
+    return timedelta(seconds=int(live_s + lateness + 60))
 
 
 def run(
@@ -312,14 +313,15 @@ def run(
     from kappa.spark import get_spark
 
     spark = get_spark(settings, backfill.instance)
-    backfill.watermark_delay = replay_delay(spark, settings, backfill)
+    delay = replay_delay(spark, settings, backfill)
+    backfill.watermark_delay = to_spark(delay)
     backfill.status = "running"
     save(settings, backfill)
     load_catalog(settings).create_namespace_if_not_exists(backfill.namespace)
     replay = settings.model_copy(
         update={
             "features": FeatureSettings(
-                watermark_delay=backfill.watermark_delay,
+                watermark_delay=delay,
                 session_gap=settings.features.session_gap,
                 namespace=backfill.namespace,
             ),
@@ -371,12 +373,6 @@ def _watermark(settings: Settings, query: str) -> str | None:
     return None if not mark or mark.startswith("1970-") else str(mark)
 
 
-def duration_seconds(duration: str) -> float:
-    """Seconds in a Spark-style duration ("2 minutes", "30 seconds")."""
-    amount, unit = duration.split()
-    return float(amount) * {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]
-
-
 # ---------------------------------------------------------------------------- verify
 
 
@@ -393,7 +389,7 @@ def _bounds(settings: Settings, backfill: Backfill, name: str, live: Any) -> tup
     lower = _ts(backfill.lower) if backfill.lower else None
     if lower is not None and name == "user_sessions":
         # A session that began before the range is cut short by it: skip one gap.
-        lower += timedelta(seconds=duration_seconds(settings.features.session_gap))
+        lower += settings.features.session_gap
     return lower, upper
 
 

@@ -30,10 +30,12 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from iceberg.tables import RAW_CLICKS, cdc_mirror
 from kappa import registry
+from kappa.durations import to_spark
 from kappa.log import configure as configure_logging
 from kappa.names import FEATURES_JOB, clicks_topic, value_subject
 from kappa.settings import Settings, get_settings
@@ -105,10 +107,15 @@ def _activity_aggs() -> list[Any]:
     ]
 
 
-def _windowed(events: Any, key: str, duration: str, slide: str | None, aggs: list[Any]) -> Any:
+def _windowed(
+    events: Any, key: str, size: timedelta, slide: timedelta | None, aggs: list[Any]
+) -> Any:
     from pyspark.sql import functions as F
 
-    window = F.window("event_time", duration, slide) if slide else F.window("event_time", duration)
+    if slide is None:
+        window = F.window("event_time", to_spark(size))
+    else:
+        window = F.window("event_time", to_spark(size), to_spark(slide))
     grouped = events.groupBy(key, window.alias("window")).agg(*aggs)
     return grouped.select(
         key,
@@ -119,17 +126,17 @@ def _windowed(events: Any, key: str, duration: str, slide: str | None, aggs: lis
 
 
 def user_activity_1m(events: Any, settings: Settings) -> Any:
-    return _windowed(events, "user_id", "1 minute", None, _activity_aggs())
+    return _windowed(events, "user_id", timedelta(minutes=1), None, _activity_aggs())
 
 
 def user_activity_1h(events: Any, settings: Settings) -> Any:
-    return _windowed(events, "user_id", "1 hour", "5 minutes", _activity_aggs())
+    return _windowed(events, "user_id", timedelta(hours=1), timedelta(minutes=5), _activity_aggs())
 
 
 def user_sessions(events: Any, settings: Settings) -> Any:
     from pyspark.sql import functions as F
 
-    session = F.session_window("event_time", settings.features.session_gap)
+    session = F.session_window("event_time", to_spark(settings.features.session_gap))
     return (
         events.groupBy("user_id", session.alias("session"))
         .agg(
@@ -166,7 +173,7 @@ def product_popularity_5m(events: Any, settings: Settings) -> Any:
         F.max("produced_at").alias("max_produced_at"),
     ]
     with_product = events.where(F.col("product_id").isNotNull())
-    return _windowed(with_product, "product_id", "5 minutes", None, aggs)
+    return _windowed(with_product, "product_id", timedelta(minutes=5), None, aggs)
 
 
 def with_customer(ctx: JobContext, windows: Any) -> Any:
@@ -274,9 +281,8 @@ def avro_required() -> tuple[str, ...]:
 
 def dedupe(events: Any, settings: Settings) -> Any:
     """Watermark on event time; a redelivered ``event_id`` counts once."""
-    return events.withWatermark(
-        "event_time", settings.features.watermark_delay
-    ).dropDuplicatesWithinWatermark(["event_id"])
+    delay = to_spark(settings.features.watermark_delay)
+    return events.withWatermark("event_time", delay).dropDuplicatesWithinWatermark(["event_id"])
 
 
 def expected(spark: Any, settings: Settings, name: str, events: Any) -> Any:

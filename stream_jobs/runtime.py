@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kappa import checkpoints
+from kappa.durations import to_spark
 from kappa.names import BATCH_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings
 from kappa.spark import checkpoint_root
@@ -200,7 +201,7 @@ def start_query(
     if rng.available_now:
         writer = writer.trigger(availableNow=True)
     else:
-        writer = writer.trigger(processingTime=ctx.settings.spark.trigger_interval)
+        writer = writer.trigger(processingTime=to_spark(ctx.settings.spark.trigger_interval))
     query = writer.start()
     ctx.query_id = str(query.id)
     return query

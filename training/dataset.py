@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from iceberg.admin import load
+from kappa.durations import to_spark
 from kappa.exceptions import KappaError
 from kappa.settings import Settings
 
@@ -238,65 +239,11 @@ def build(settings: Settings, inputs: Inputs, snapshots: dict[str, int]) -> Data
     """The point-in-time training set of ``inputs`` at ``snapshots``."""
     cfg = settings.training
     delay = pd.Timedelta(settings.features.watermark_delay)
-    horizon = pd.Timedelta(minutes=cfg.horizon_minutes)
-    lookback = pd.Timedelta(minutes=cfg.lookback_minutes)
-    activity = read(
-        settings,
-        inputs.activity,
-        snapshots[inputs.activity],
-        (
-            "user_id",
-            "window_start",
-            "window_end",
-            *COUNTS,
-            "distinct_products",
-            "cart_value",
-            "segment",
-        ),
-    )
-    sessions = read(
-        settings,
-        inputs.sessions,
-        snapshots[inputs.sessions],
-        ("user_id", "session_end", "events", "converted"),
-    )
-    orders = read(
-        settings, inputs.orders, snapshots[inputs.orders], ("op", "customer_id", "created_at")
-    )
-    orders = orders[orders["op"].isin(["c", "r"])]
-    if activity.empty or orders.empty:
-        raise DatasetError(
-            f"nothing to learn from: {len(activity)} activity windows, {len(orders)} orders "
-            f"({inputs.activity} at {snapshots[inputs.activity]}, "
-            f"{inputs.orders} at {snapshots[inputs.orders]})"
-        )
-    frame = samples(activity, delay, lookback)
-    # Only times whose whole label horizon is covered by both inputs.
-    covered = min(_utc(orders["created_at"]).max(), frame["t"].max()) - horizon
-    frame = frame[frame["t"] <= covered]
-    # At most samples_per_user times per user, drawn with the seed (stable order first).
-    frame = frame.sort_values(["user_id", "t"]).reset_index(drop=True)
-    rng = np.random.default_rng(cfg.seed)
-    keys = rng.random(len(frame))
-    frame = frame.assign(_k=keys)
-    frame = frame[frame.groupby("user_id")["_k"].rank(method="first") <= cfg.samples_per_user]
-    frame = frame.drop(columns="_k").sort_values(["t", "user_id"]).reset_index(drop=True)
-    history = session_history(sessions, delay)
-    frame = pd.merge_asof(
-        frame,
-        history.sort_values("available_at"),
-        left_on="t",
-        right_on="available_at",
-        by="user_id",
-        direction="backward",
-    ).drop(columns="available_at")
-    for col in ("sessions_done", "sessions_converted", "session_events_mean"):
-        frame[col] = frame[col].fillna(0).astype(float)
-    # The user's history as rates (a latent propensity shows in them).
-    frame["session_conversion_rate"] = frame["sessions_converted"] / frame["sessions_done"].clip(1)
-    events = frame["events_total"].clip(1)
-    frame["cart_add_rate_total"] = frame["cart_adds_total"] / events
-    frame["checkout_rate_total"] = frame["checkouts_total"] / events
+    horizon = pd.Timedelta(cfg.horizon)
+    activity, sessions, orders = read_inputs(settings, inputs, snapshots)
+    frame = samples(activity, delay, pd.Timedelta(cfg.lookback))
+    frame = draw_times(frame, orders, horizon, cfg.samples_per_user, cfg.seed)
+    frame = with_session_history(frame, session_history(sessions, delay))
     frame[LABEL] = label(frame, orders, horizon)
     frame = frame[["user_id", "t", *FEATURES, LABEL]]
     for col in FEATURES:
@@ -314,16 +261,99 @@ def build(settings: Settings, inputs: Inputs, snapshots: dict[str, int]) -> Data
         snapshots=dict(snapshots),
         split_at=split_at,
         validation_from=split_at + horizon,
-        params={
-            "horizon_minutes": cfg.horizon_minutes,
-            "lookback_minutes": cfg.lookback_minutes,
-            "samples_per_user": cfg.samples_per_user,
-            "validation_fraction": cfg.validation_fraction,
-            "seed": cfg.seed,
-            "watermark_delay": settings.features.watermark_delay,
-        },
+        params=params(settings),
     )
     data.digest = digest(frame)
     if data.validation.empty or data.validation[LABEL].nunique() < 2:
         raise DatasetError("the validation period has a single class: let the simulator run longer")
     return data
+
+
+def read_inputs(
+    settings: Settings, inputs: Inputs, snapshots: dict[str, int]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(activity windows, sessions, created orders) as of ``snapshots``.
+
+    Raises:
+        DatasetError: No activity or no orders to learn from.
+    """
+    activity_columns = (
+        "user_id",
+        "window_start",
+        "window_end",
+        *COUNTS,
+        "distinct_products",
+        "cart_value",
+        "segment",
+    )
+    activity = read(settings, inputs.activity, snapshots[inputs.activity], activity_columns)
+    sessions = read(
+        settings,
+        inputs.sessions,
+        snapshots[inputs.sessions],
+        ("user_id", "session_end", "events", "converted"),
+    )
+    orders = read(
+        settings, inputs.orders, snapshots[inputs.orders], ("op", "customer_id", "created_at")
+    )
+    orders = orders[orders["op"].isin(["c", "r"])]
+    if activity.empty or orders.empty:
+        raise DatasetError(
+            f"nothing to learn from: {len(activity)} activity windows, {len(orders)} orders "
+            f"({inputs.activity} at {snapshots[inputs.activity]}, "
+            f"{inputs.orders} at {snapshots[inputs.orders]})"
+        )
+    return activity, sessions, orders
+
+
+def draw_times(
+    frame: pd.DataFrame, orders: pd.DataFrame, horizon: pd.Timedelta, per_user: int, seed: int
+) -> pd.DataFrame:
+    """At most ``per_user`` times t per user, drawn with ``seed``, among the times whose
+    whole label horizon both inputs cover; sorted by (t, user)."""
+    covered = min(_utc(orders["created_at"]).max(), frame["t"].max()) - horizon
+    frame = frame[frame["t"] <= covered]
+    # A stable order first, so the same seed draws the same rows.
+    frame = frame.sort_values(["user_id", "t"]).reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(len(frame))
+    frame = frame.assign(_k=keys)
+    frame = frame[frame.groupby("user_id")["_k"].rank(method="first") <= per_user]
+    return frame.drop(columns="_k").sort_values(["t", "user_id"]).reset_index(drop=True)
+
+
+def with_session_history(frame: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each user's session stats as of t, and their history as rates."""
+    frame = pd.merge_asof(
+        frame,
+        history.sort_values("available_at"),
+        left_on="t",
+        right_on="available_at",
+        by="user_id",
+        direction="backward",
+    ).drop(columns="available_at")
+    for col in ("sessions_done", "sessions_converted", "session_events_mean"):
+        frame[col] = frame[col].fillna(0).astype(float)
+    # The user's history as rates (a latent propensity shows in them).
+    frame["session_conversion_rate"] = frame["sessions_converted"] / frame["sessions_done"].clip(1)
+    events = frame["events_total"].clip(1)
+    frame["cart_add_rate_total"] = frame["cart_adds_total"] / events
+    frame["checkout_rate_total"] = frame["checkouts_total"] / events
+    return frame
+
+
+def params(settings: Settings) -> dict[str, Any]:
+    """What the dataset depends on besides its snapshots, as logged with a run.
+
+    Durations are logged as Spark interval strings (``"1800 seconds"``), which
+    :func:`kappa.durations.parse` reads back.
+    """
+    cfg = settings.training
+    return {
+        "horizon": to_spark(cfg.horizon),
+        "lookback": to_spark(cfg.lookback),
+        "samples_per_user": cfg.samples_per_user,
+        "validation_fraction": cfg.validation_fraction,
+        "seed": cfg.seed,
+        "watermark_delay": to_spark(settings.features.watermark_delay),
+    }

@@ -22,12 +22,13 @@ import json
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 
 from iceberg.admin import load, tag
-from kappa import checkpoints, names
+from kappa import checkpoints, durations, names
 from kappa.exceptions import KappaError
 from kappa.settings import PROJECT_ROOT, Settings
 from training.dataset import FEATURES, LABEL, Dataset, Inputs, build, pin
@@ -185,9 +186,6 @@ def _champion_auc(client: Any, mlflow: Any, name: str, data: Dataset) -> tuple[A
 
 def train(settings: Settings, inputs: Inputs | None = None, tag_snapshots: bool = True) -> Result:
     """One training round; see the module docstring."""
-    from mlflow.models import infer_signature
-    from mlflow.tracking import MlflowClient
-
     inputs = inputs or Inputs.from_settings(settings)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -199,55 +197,7 @@ def train(settings: Settings, inputs: Inputs | None = None, tag_snapshots: bool 
     metrics = evaluate(model, data)
     timings["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    mlflow = _mlflow(settings)
-    client = MlflowClient()
-    name = settings.training.model_name
-    with mlflow.start_run() as run:
-        mlflow.log_params({**data.params, **_model_params(model), "features": ",".join(FEATURES)})
-        mlflow.log_metrics(metrics)
-        tags = {
-            "kappa.dataset_digest": data.digest,
-            "kappa.code_version": code_version(),
-            "kappa.schema_ids": json.dumps(schema_ids(settings)),
-            "kappa.split_at": data.split_at.isoformat(),
-            "kappa.validation_from": data.validation_from.isoformat(),
-            "kappa.inputs": json.dumps(list(inputs.all())),
-        }
-        for ident, snapshot_id in snapshots.items():
-            tags[f"{SNAPSHOT_TAG}{ident}"] = str(snapshot_id)
-            offsets = kafka_offsets(settings, ident, snapshot_id)
-            if offsets is not None:
-                tags[f"{OFFSETS_TAG}{ident}"] = json.dumps(offsets)[:5000]
-        mlflow.set_tags(tags)
-        frame = data.frame.assign(t=data.frame["t"].dt.tz_convert(None))
-        dataset = mlflow.data.from_pandas(
-            frame, name="purchase-propensity", targets=LABEL, digest=data.digest[:36]
-        )
-        mlflow.log_input(dataset, context="training+validation")
-        example = data.train[list(FEATURES)].head(5)
-        signature = infer_signature(example, model.predict_proba(example)[:, 1])
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=name,
-            # Our own HistGradientBoosting model: its tree predictor is a type we trust.
-            skops_trusted_types=[
-                "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
-            ],
-        )
-        version = str(info.registered_model_version) if info.registered_model_version else None
-        current = _champion_auc(client, mlflow, name, data)
-        wins = current is None or metrics["roc_auc"] > current[1]
-        if current is not None and current[1] != float("-inf"):
-            # logged and returned alike: the result shows every metric the run holds
-            metrics["champion_roc_auc_same_validation"] = current[1]
-            mlflow.log_metric("champion_roc_auc_same_validation", current[1])
-        if wins and version is not None:
-            client.set_registered_model_alias(name, CHAMPION, version)
-        mlflow.set_tag("kappa.champion", str(wins).lower())
-        run_id = run.info.run_id
+    run_id, version, wins = _log_run(settings, inputs, data, model, metrics)
     timings["mlflow"] = time.perf_counter() - t2
     if tag_snapshots:
         for ident, snapshot_id in snapshots.items():
@@ -261,6 +211,76 @@ def train(settings: Settings, inputs: Inputs | None = None, tag_snapshots: bool 
         wins,
         {k: round(v, 3) for k, v in timings.items()},
     )
+
+
+def _log_run(
+    settings: Settings, inputs: Inputs, data: Dataset, model: Any, metrics: dict[str, float]
+) -> tuple[str, str | None, bool]:
+    """Log the round to MLflow and register its model; (run id, model version, champion).
+
+    ``metrics`` gains the champion's score on this validation set when there is one.
+    """
+    from mlflow.tracking import MlflowClient
+
+    mlflow = _mlflow(settings)
+    client = MlflowClient()
+    name = settings.training.model_name
+    with mlflow.start_run() as run:
+        mlflow.log_params({**data.params, **_model_params(model), "features": ",".join(FEATURES)})
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags(_run_tags(settings, inputs, data))
+        frame = data.frame.assign(t=data.frame["t"].dt.tz_convert(None))
+        dataset = mlflow.data.from_pandas(
+            frame, name="purchase-propensity", targets=LABEL, digest=data.digest[:36]
+        )
+        mlflow.log_input(dataset, context="training+validation")
+        version = _log_model(mlflow, model, data, name)
+        current = _champion_auc(client, mlflow, name, data)
+        wins = current is None or metrics["roc_auc"] > current[1]
+        if current is not None and current[1] != float("-inf"):
+            # logged and returned alike: the result shows every metric the run holds
+            metrics["champion_roc_auc_same_validation"] = current[1]
+            mlflow.log_metric("champion_roc_auc_same_validation", current[1])
+        if wins and version is not None:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        mlflow.set_tag("kappa.champion", str(wins).lower())
+        return str(run.info.run_id), version, wins
+
+
+def _run_tags(settings: Settings, inputs: Inputs, data: Dataset) -> dict[str, str]:
+    """Everything a reproduction needs: digest, code, schema ids, split, snapshots, offsets."""
+    tags = {
+        "kappa.dataset_digest": data.digest,
+        "kappa.code_version": code_version(),
+        "kappa.schema_ids": json.dumps(schema_ids(settings)),
+        "kappa.split_at": data.split_at.isoformat(),
+        "kappa.validation_from": data.validation_from.isoformat(),
+        "kappa.inputs": json.dumps(list(inputs.all())),
+    }
+    for ident, snapshot_id in data.snapshots.items():
+        tags[f"{SNAPSHOT_TAG}{ident}"] = str(snapshot_id)
+        offsets = kafka_offsets(settings, ident, snapshot_id)
+        if offsets is not None:
+            tags[f"{OFFSETS_TAG}{ident}"] = json.dumps(offsets)[:5000]
+    return tags
+
+
+def _log_model(mlflow: Any, model: Any, data: Dataset, name: str) -> str | None:
+    """Log and register the model with its signature; the new version, if registered."""
+    from mlflow.models import infer_signature
+
+    example = data.train[list(FEATURES)].head(5)
+    signature = infer_signature(example, model.predict_proba(example)[:, 1])
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        registered_model_name=name,
+        # Our own HistGradientBoosting model: its tree predictor is a type we trust.
+        skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+    )
+    return str(info.registered_model_version) if info.registered_model_version else None
 
 
 def _model_params(model: Any) -> dict[str, Any]:
@@ -313,15 +333,15 @@ def reproduce(settings: Settings, run_id: str) -> dict[str, Any]:
         update={
             "training": settings.training.model_copy(
                 update={
-                    "horizon_minutes": int(params["horizon_minutes"]),
-                    "lookback_minutes": int(params["lookback_minutes"]),
+                    "horizon": _logged_duration(params, "horizon"),
+                    "lookback": _logged_duration(params, "lookback"),
                     "samples_per_user": int(params["samples_per_user"]),
                     "validation_fraction": float(params["validation_fraction"]),
                     "seed": int(params["seed"]),
                 }
             ),
             "features": settings.features.model_copy(
-                update={"watermark_delay": params["watermark_delay"]}
+                update={"watermark_delay": durations.parse(params["watermark_delay"])}
             ),
         }
     )
@@ -339,6 +359,14 @@ def reproduce(settings: Settings, run_id: str) -> dict[str, Any]:
         "metrics_rebuilt": metrics,
         "identical_metrics": all(np.isclose(logged[k], metrics[k]) for k in logged),
     }
+
+
+def _logged_duration(params: dict[str, str], name: str) -> timedelta:
+    """A duration param of a run; runs logged before durations were timedeltas hold
+    ``<name>_minutes``."""
+    if name in params:
+        return durations.parse(params[name])
+    return timedelta(minutes=int(params[f"{name}_minutes"]))
 
 
 def history(settings: Settings, max_runs: int = 200) -> list[dict[str, Any]]:

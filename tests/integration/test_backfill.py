@@ -245,7 +245,7 @@ def test_live_tables_change_only_on_publish_and_late_data_is_restated(
     assert report["verdict"] == "explained", report
     events = oracle.events_frame(records)
     events = events[events["event_id"] != flush_id]
-    watermark = oracle.flush_time(records) - pd.Timedelta(minutes=2)
+    watermark = oracle.flush_time(records) - lake.features.watermark_delay
     for name in NAMES:
         late = features.late_report(
             lake, name, instance=live_instance, namespace=ns, topic=topic, limit=100_000

@@ -9,7 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from kappa.catalog import load_catalog
@@ -55,7 +54,7 @@ def test_every_feature_equals_the_pandas_oracle(
 
     events = oracle.events_frame(records)
     assert flush_id not in set(events["event_id"]) and len(events) == 2500 - summary.duplicates
-    watermark = oracle.flush_time(records) - pd.Timedelta(minutes=2)
+    watermark = oracle.flush_time(records) - lake.features.watermark_delay
     for name, compute in oracle.ORACLES.items():
         want = oracle.closed(compute(events), END_COL[name], watermark)
         got = table_rows(lake, f"{ns}.{name}")
@@ -107,7 +106,7 @@ def test_late_events_are_counted_and_their_windows_listed(
 
     events = oracle.events_frame(records)
     events = events[events["event_id"] != flush_id]
-    watermark = oracle.flush_time(records) - pd.Timedelta(minutes=2)
+    watermark = oracle.flush_time(records) - lake.features.watermark_delay
     for name in names:
         dropped = launcher.dropped_by_watermark(lake, features.query_name(instance, name))
         got = table_rows(lake, f"{ns}.{name}")
@@ -278,7 +277,7 @@ def test_v2_events_mid_stream_are_processed_without_a_restart(
         records = oracle.consume(lake, topic)
         flush(lake, topic, records)
         events = oracle.events_frame(records)
-        watermark = oracle.flush_time(records) - pd.Timedelta(minutes=2)
+        watermark = oracle.flush_time(records) - lake.features.watermark_delay
         want = oracle.closed(oracle.user_activity_1m(events), "window_end", watermark)
         deadline = time.monotonic() + 240
         got: dict[tuple, dict[str, Any]] = {}

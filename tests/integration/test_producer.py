@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -301,7 +302,7 @@ def test_no_signal_orders_no_longer_depend_on_propensity(
 def test_unreachable_registry_or_broker_names_endpoint_and_setting(
     stack: Settings, topic_factory: Any
 ) -> None:
-    fast = ProducerSettings(retries=2, retry_backoff_s=0.1)
+    fast = ProducerSettings(retries=2, retry_backoff=timedelta(seconds=0.1))
     no_registry = Settings(
         registry=RegistrySettings(url="http://127.0.0.1:9/apis/ccompat/v7"), producer=fast
     )

@@ -199,7 +199,7 @@ def test_point_in_time_join_excludes_what_was_not_known_at_t(
         )
         return pa.Table.from_pylist([row], schema=template.schema)
 
-    lookback = pd.Timedelta(minutes=settings.training.lookback_minutes)
+    lookback = pd.Timedelta(settings.training.lookback)
     columns = (
         "user_id",
         "window_start",
