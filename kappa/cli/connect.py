@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from kappa.cli._output import emit_json, emit_table, output_option
+from kappa.cli._output import Output, output_option, print_table
 from kappa.settings import get_settings
 
 
@@ -18,7 +19,7 @@ def connect() -> None:
 @connect.command()
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change; write nothing.")
 @output_option
-def apply(dry_run: bool, output: str) -> None:
+def apply(dry_run: bool, out: Output) -> None:
     """Create or update every connector from connect/connectors (idempotent).
 
     The source tables' DDL (schemas/oltp/shop.sql) is applied first, so the
@@ -26,51 +27,61 @@ def apply(dry_run: bool, output: str) -> None:
     """
     from connect import apply as connect_apply
     from connect.source import prepare_source
+    from kappa.ops import checks
     from schemas.oltp import shop_ddl
 
     settings = get_settings()
+    checks.require(settings, "connect", *([] if dry_run else ["postgres"]))
     if not dry_run:
         prepare_source(settings, settings.postgres.shop_db, shop_ddl())
     results = connect_apply.apply(settings, dry_run=dry_run)
-    if output == "json":
-        emit_json({"dry_run": dry_run, "connectors": [r.as_dict() for r in results]})
-        return
-    verb = "would be " if dry_run else ""
-    for result in results:
-        click.echo(f"{result.name}: {verb}{result.action}")
-        for line in result.diff if result.action == "updated" else []:
+    out.show({"dry_run": dry_run, "connectors": [r.as_dict() for r in results]}, _print_applied)
+
+
+def _print_applied(data: dict[str, Any]) -> None:
+    verb = "would be " if data["dry_run"] else ""
+    for result in data["connectors"]:
+        click.echo(f"{result['name']}: {verb}{result['action']}")
+        for line in result["diff"] if result["action"] == "updated" else []:
             click.echo(f"    {line}")
-    if all(r.action == "unchanged" for r in results):
+    if all(r["action"] == "unchanged" for r in data["connectors"]):
         click.echo("nothing to do: every connector already has this config")
 
 
 @connect.command()
 @output_option
-def status(output: str) -> None:
-    """Each connector's state and its tasks' states; a failed task's trace summary."""
+def status(out: Output) -> None:
+    """Each connector's state and its tasks' states; a failed task's trace summary.
+
+    Exits 3 when a connector or task is not running.
+    """
     from connect import apply as connect_apply
 
     states = connect_apply.status(get_settings())
-    if output == "json":
-        emit_json({"connectors": [s.as_dict() for s in states]})
-    else:
-        rows = []
-        for s in states:
-            rows.append([s.name, "connector", s.state, s.worker, s.trace or ""])
-            rows.extend([s.name, f"task {t.id}", t.state, t.worker, t.trace or ""] for t in s.tasks)
-        emit_table("kafka connect", ["connector", "part", "state", "worker", "trace"], rows)
+    out.show({"connectors": [s.as_dict() for s in states]}, _print_status)
     if not all(s.healthy for s in states):
         sys.exit(3)
 
 
+def _print_status(data: dict[str, Any]) -> None:
+    rows = []
+    for s in data["connectors"]:
+        rows.append([s["name"], "connector", s["state"], s["worker"], s["trace"]])
+        rows.extend(
+            [s["name"], f"task {t['id']}", t["state"], t["worker"], t["trace"]] for t in s["tasks"]
+        )
+    print_table("kafka connect", ["connector", "part", "state", "worker", "trace"], rows)
+
+
 @connect.command()
 @click.argument("name")
-def restart(name: str) -> None:
+@output_option
+def restart(name: str, out: Output) -> None:
     """Restart connector NAME and all of its tasks."""
     from connect import apply as connect_apply
 
     connect_apply.restart(get_settings(), name)
-    click.echo(f"restarted {name} and its tasks")
+    out.show({"restarted": name}, lambda _: click.echo(f"restarted {name} and its tasks"))
 
 
 @connect.command()
@@ -80,10 +91,14 @@ def restart(name: str) -> None:
     is_flag=True,
     help="Also reset its offsets and drop its replication slot (next start re-snapshots).",
 )
-def delete(name: str, purge: bool) -> None:
+@output_option
+def delete(name: str, purge: bool, out: Output) -> None:
     """Delete connector NAME (offsets are kept unless --purge)."""
     from connect import apply as connect_apply
 
     slot = connect_apply.delete(get_settings(), name, purge=purge)
     extra = f"; offsets reset, slot {slot} dropped" if purge and slot else ""
-    click.echo(f"deleted {name}{extra}")
+    out.show(
+        {"deleted": name, "purged": purge, "slot_dropped": slot if purge else None},
+        lambda _: click.echo(f"deleted {name}{extra}"),
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from kappa.cli._output import emit_json, emit_table, output_option
+from kappa.cli._output import Output, output_option, print_table
 from kappa.settings import get_settings
 
 
@@ -15,11 +17,13 @@ def features() -> None:
 
 @features.command("list")
 @output_option
-def list_(output: str) -> None:
+def list_(out: Output) -> None:
     """Every feature set: its table, key and window."""
+    from kappa import durations
     from stream_jobs.features import DEFINITIONS, window_end
 
     settings = get_settings()
+    delay = durations.to_spark(durations.parse(settings.features.watermark_delay))
     rows = [
         {
             "name": name,
@@ -29,13 +33,13 @@ def list_(output: str) -> None:
         }
         for name, d in DEFINITIONS.items()
     ]
-    if output == "json":
-        emit_json({"feature_sets": rows, "watermark_delay": settings.features.watermark_delay})
-        return
-    emit_table(
-        f"feature sets (watermark delay {settings.features.watermark_delay})",
-        ["name", "table", "key"],
-        [[r["name"], r["table"], ", ".join(r["key"])] for r in rows],
+    out.show(
+        {"feature_sets": rows, "watermark_delay": delay},
+        lambda d: print_table(
+            f"feature sets (watermark delay {d['watermark_delay']})",
+            ["name", "table", "key"],
+            [[r["name"], r["table"], ", ".join(r["key"])] for r in d["feature_sets"]],
+        ),
     )
 
 
@@ -43,19 +47,28 @@ def list_(output: str) -> None:
 @click.argument("name")
 @click.option("--instance", default="features", show_default=True, help="Stream job instance.")
 @click.option("--topic", default=None, help="Only raw.clicks rows from this topic.")
-@click.option("--limit", default=50, show_default=True, help="Windows to list.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @output_option
-def late(name: str, instance: str, topic: str | None, limit: int, output: str) -> None:
+def late(name: str, instance: str, topic: str | None, limit: int, out: Output) -> None:
     """Events that arrived after the watermark for table NAME, and the windows they miss.
 
-    A backfill over the same range restates these windows.
+    A backfill over the same range restates these windows. --limit: windows to list.
     """
-    from stream_jobs.features import late_report
+    from kappa.ops import checks
+    from stream_jobs.features import DEFINITIONS, late_report
 
-    report = late_report(get_settings(), name, instance=instance, topic=topic, limit=limit)
-    if output == "json":
-        emit_json(report)
-        return
+    if name not in DEFINITIONS:
+        raise click.BadParameter(
+            f"no feature set {name!r}; known: {', '.join(DEFINITIONS)} (see `kappa features list`)",
+            param_hint="NAME",
+        )
+    settings = get_settings()
+    checks.require(settings, "postgres")  # Spark reads the tables through the JDBC catalog
+    report = late_report(settings, name, instance=instance, topic=topic, limit=limit)
+    out.show(report, _print_late)
+
+
+def _print_late(report: dict[str, Any]) -> None:
     click.echo(
         f"{report['table']}: watermark {report['watermark']}, "
         f"{report.get('late_events', 0)} late events in {report.get('affected_windows', 0)} "
@@ -64,4 +77,4 @@ def late(name: str, instance: str, topic: str | None, limit: int, output: str) -
     windows = report.get("windows") or []
     if windows:
         cols = list(windows[0])
-        emit_table("affected windows", cols, [[w[c] for c in cols] for w in windows])
+        print_table("affected windows", cols, [[w[c] for c in cols] for w in windows])

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kappa.cli._output import emit_json, output_option
+from kappa.cli._output import Output, output_option
 from kappa.settings import get_settings
 
 
@@ -27,13 +27,15 @@ def _start(value: str) -> dt.datetime:
 @click.command()
 @click.option(
     "--rate",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Events per second; 0 = as fast as possible.",
 )
-@click.option("--count", type=int, help="Stop after this many events.")
-@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.option(
+    "--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds."
+)
 @click.option(
     "--seed",
     type=int,
@@ -50,24 +52,28 @@ def _start(value: str) -> dt.datetime:
 )
 @click.option(
     "--speed",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Simulated seconds per wall second; 0 = unlimited.",
 )
 @click.option(
-    "--start", default="now", show_default=True, help="Simulated start time (ISO 8601) or 'now'."
+    "--start",
+    default="now",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _start(value),
+    help="Simulated start time (ISO 8601) or 'now'.",
 )
 @click.option(
     "--late-fraction",
-    type=float,
+    type=click.FloatRange(0, 1, max_open=True),
     default=0.0,
     show_default=True,
     help="Share of events sent late (out of order).",
 )
 @click.option(
     "--duplicate-fraction",
-    type=float,
+    type=click.FloatRange(0, 1, max_open=True),
     default=0.0,
     show_default=True,
     help="Share of events delivered twice (same event_id).",
@@ -76,9 +82,15 @@ def _start(value: str) -> dt.datetime:
     "--no-signal", is_flag=True, help="Propensity drives nothing; orders independent of clicks."
 )
 @click.option(
-    "--customers", type=int, default=2000, show_default=True, help="Initial customer population."
+    "--customers",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Initial customer population.",
 )
-@click.option("--products", type=int, default=400, show_default=True, help="Catalog size.")
+@click.option(
+    "--products", type=click.IntRange(min=1), default=400, show_default=True, help="Catalog size."
+)
 @click.option("--topic", help="Click topic (default: KAPPA_TOPICS_CLICKS, shop.clicks).")
 @click.option(
     "--pg-schema", default="public", show_default=True, help="PostgreSQL schema of the shop tables."
@@ -93,7 +105,7 @@ def produce(
     seed: int,
     world_seed: int | None,
     speed: float,
-    start: str,
+    start: dt.datetime,
     late_fraction: float,
     duplicate_fraction: float,
     no_signal: bool,
@@ -102,22 +114,21 @@ def produce(
     topic: str | None,
     pg_schema: str,
     no_db: bool,
-    output: str,
+    out: Output,
 ) -> None:
     """Simulate the shop: Avro click events to Kafka, customers and orders to PostgreSQL."""
     from producers.run import RunOptions
-    from producers.run import produce as run
     from producers.simulator import SimulationConfig
 
     if count is None and duration is None:
-        raise click.UsageError("give --count or --duration")
+        raise click.UsageError("give --count or --duration (how much to produce)")
     try:
         config = SimulationConfig(
             seed=seed,
             world_seed=world_seed,
             customers=customers,
             products=products,
-            start=_start(start),
+            start=start,
             late_fraction=late_fraction,
             duplicate_fraction=duplicate_fraction,
             signal=not no_signal,
@@ -132,19 +143,24 @@ def produce(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    if output == "json":
-        summary = run(config, options, get_settings())
-    else:
-        summary = _with_progress(run, config, options, count, duration)
-    report = summary.as_dict()
-    if output == "json":
-        emit_json(report)
-    else:
-        _print_summary(report)
+    _run(out, config, options)
+
+
+def _run(out: Output, config: Any, options: Any) -> None:
+    """Produce with a progress bar, show the summary, exit 1 if events were not delivered."""
+    from kappa.ops import checks
+    from producers.run import produce as run
+
+    settings = get_settings()
+    checks.require(settings, "registry", "kafka", *(["postgres"] if options.pg_schema else []))
+    with out.progress(*_columns(), total=options.count, rate=0.0, sim="") as update:
+        summary = run(config, options, settings, progress=_progress(update))
+        update(completed=summary.sent, rate=summary.events_per_s)
+    out.show(summary.as_dict(), _print_summary)
     if summary.failed or summary.in_flight:
         click.secho(
             f"error: {summary.failed + summary.in_flight} events not delivered to "
-            f"{get_settings().kafka.bootstrap}; check the broker (`kappa status`) or "
+            f"{settings.kafka.bootstrap}; check the broker (`kappa status`) or "
             "KAPPA_KAFKA_BOOTSTRAP_SERVERS",
             fg="red",
             err=True,
@@ -152,12 +168,10 @@ def produce(
         sys.exit(1)
 
 
-def _with_progress(
-    run: Any, config: Any, options: Any, count: int | None, duration: float | None
-) -> Any:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _columns() -> tuple[Any, ...]:
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-    columns = (
+    return (
         TextColumn("[bold]producing"),
         BarColumn(),
         TextColumn("{task.completed:,.0f} events"),
@@ -165,23 +179,19 @@ def _with_progress(
         TextColumn("sim {task.fields[sim]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=False) as bar:
-        total = count if count is not None else None
-        task = bar.add_task("produce", total=total, rate=0.0, sim="")
-        state = {"last": (0.0, 0)}
 
-        def progress(summary: Any) -> None:
-            last_t, last_n = state["last"]
-            if summary.wall_s - last_t >= 0.25:
-                rate = (summary.sent - last_n) / (summary.wall_s - last_t)
-                state["last"] = (summary.wall_s, summary.sent)
-                bar.update(task, completed=summary.sent, rate=rate, sim=summary.sim_end[:19])
-                if total is None and duration:
-                    bar.update(task, total=None)
 
-        summary = run(config, options, get_settings(), progress=progress)
-        bar.update(task, completed=summary.sent, rate=summary.events_per_s)
-    return summary
+def _progress(update: Any) -> Any:
+    """The simulator's progress callback: the bar moves at most four times a second."""
+    last = {"t": 0.0, "sent": 0}
+
+    def progress(summary: Any) -> None:
+        if summary.wall_s - last["t"] >= 0.25:
+            rate = (summary.sent - last["sent"]) / (summary.wall_s - last["t"])
+            last.update(t=summary.wall_s, sent=summary.sent)
+            update(completed=summary.sent, rate=rate, sim=summary.sim_end[:19])
+
+    return progress
 
 
 def _print_summary(report: dict[str, Any]) -> None:

@@ -9,17 +9,23 @@ from typing import Any
 
 import click
 
-from kappa.cli._output import emit_json, emit_table, output_option
+from kappa.cli._output import Output, output_option, print_table
 from kappa.settings import get_settings
 
 
 @click.command()
-def install() -> None:
+@output_option
+def install(out: Output) -> None:
     """Resolve the pinned JVM jars from Maven Central (skipped when present)."""
     from infra import jars
 
     done = jars.ensure_jars(get_settings().stack)
-    click.echo(f"resolved: {', '.join(done)}" if done else "jars already in place")
+    out.show(
+        {"resolved": done},
+        lambda d: click.echo(
+            f"resolved: {', '.join(d['resolved'])}" if d["resolved"] else "jars already in place"
+        ),
+    )
 
 
 @click.command()
@@ -42,25 +48,16 @@ def down(purge: bool) -> None:
 @click.command()
 @click.option("--services", "only_services", is_flag=True, help="Only the services (fast).")
 @output_option
-def status(only_services: bool, output: str) -> None:
+def status(only_services: bool, out: Output) -> None:
     """The operator's view: services, connectors, stream queries, tables, quarantine.
 
     Exits 3 when a service, connector or running query is unhealthy.
     """
-    from kappa.cli import _ops
+    from kappa.ops import status as ops_status
 
-    settings = get_settings()
-    view: dict[str, Any] = (
-        {"services": _ops.services(settings)} if only_services else _ops.status(settings)
-    )
-    if output == "json":
-        emit_json(view)
-    else:
-        _print_status(view)
-    healthy = all(r["healthy"] for r in view["services"]) and all(
-        c["healthy"] for c in view.get("connectors", [])
-    )
-    if not healthy:
+    view = ops_status.status(get_settings(), only_services=only_services)
+    out.show(view, _print_status)
+    if not ops_status.healthy(view):
         sys.exit(3)
 
 
@@ -81,8 +78,44 @@ def _age(seconds: float | None) -> str:
 
 
 def _print_status(view: dict[str, Any]) -> None:
-    services = view["services"]
-    emit_table(
+    """Each part of the view that is there, as a table."""
+    _print_services(view["services"])
+    if "skipped" in view:
+        click.echo(str(view["skipped"]))
+    if "connectors" in view:
+        print_table(
+            "connectors",
+            ["connector", "state", "tasks", "trace"],
+            [
+                [c["name"], c["state"], " ".join(t["state"] for t in c["tasks"]), c.get("trace")]
+                for c in view["connectors"]
+            ],
+        )
+    if "queries" in view:
+        _print_queries(view["queries"])
+    if "tables" in view:
+        print_table(
+            "tables",
+            ["table", "rows", "snapshot", "committed at", "freshness"],
+            [
+                [
+                    *(t["table"], f"{t['rows']:,}", t["snapshot_id"], t["committed_at"]),
+                    _age(t["freshness_s"]),
+                ]
+                for t in view["tables"]
+            ],
+        )
+    if "quarantine" in view:
+        quarantined = view["quarantine"]
+        print_table(
+            f"quarantine ({sum(q['count'] for q in quarantined):,} records)",
+            ["table", "reason", "records"],
+            [[q["table"], q["reason"], q["count"]] for q in quarantined],
+        )
+
+
+def _print_services(services: list[dict[str, Any]]) -> None:
+    print_table(
         "services",
         ["service", "pid", "endpoint", "healthy", "version"],
         [
@@ -96,18 +129,10 @@ def _print_status(view: dict[str, Any]) -> None:
             for r in services
         ],
     )
-    if "skipped" in view:
-        click.echo(str(view["skipped"]))
-        return
-    emit_table(
-        "connectors",
-        ["connector", "state", "tasks", "trace"],
-        [
-            [c["name"], c["state"], " ".join(t["state"] for t in c["tasks"]), c.get("trace") or ""]
-            for c in view.get("connectors", [])
-        ],
-    )
-    emit_table(
+
+
+def _print_queries(queries: list[dict[str, Any]]) -> None:
+    print_table(
         "stream queries",
         ["query", "pid", "batch", "in rows/s", "done rows/s", "batch ms", "offsets behind"],
         [
@@ -120,37 +145,17 @@ def _print_status(view: dict[str, Any]) -> None:
                 q.get("batch_duration_ms"),
                 _behind(q.get("offsets_behind")),
             ]
-            for q in view.get("queries", [])
+            for q in queries
         ],
-    )
-    emit_table(
-        "tables",
-        ["table", "rows", "snapshot", "committed at", "freshness"],
-        [
-            [
-                t["table"],
-                f"{t['rows']:,}",
-                t["snapshot_id"],
-                t["committed_at"],
-                _age(t["freshness_s"]),
-            ]
-            for t in view.get("tables", [])
-        ],
-    )
-    quarantined = view.get("quarantine", [])
-    emit_table(
-        f"quarantine ({sum(q['count'] for q in quarantined):,} records)",
-        ["table", "reason", "records"],
-        [[q["table"], q["reason"], q["count"]] for q in quarantined],
     )
 
 
 @click.command()
 @click.argument("service")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
-@click.option("-n", "--lines", default=100, show_default=True)
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=100, show_default=True)
 def logs(service: str, follow: bool, lines: int) -> None:
-    """Print the log of SERVICE (postgres, kafka, registry, connect)."""
+    """Print the log of SERVICE (postgres, kafka, registry, connect, mlflow)."""
     from infra import stack
 
     path = stack.service(get_settings(), service).log_path

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from kappa.cli._output import emit_json, emit_table, output_option
+from kappa.cli._output import Output, output_option, print_table
 from kappa.settings import get_settings
 
 
@@ -16,57 +18,67 @@ def stream() -> None:
 @stream.command()
 @click.argument("name")
 @click.option("--available-now", is_flag=True, help="Drain what is in the topic, then stop.")
-def start(name: str, available_now: bool) -> None:
+@output_option
+def start(name: str, available_now: bool, out: Output) -> None:
     """Start job NAME (raw_clicks, cdc_mirror, features) unless it already runs."""
     from iceberg.admin import create_all
+    from kappa.ops import checks
     from stream_jobs import launcher
 
     settings = get_settings()
-    create_all(settings)
+    launcher.job(settings, name)  # an unknown name fails here, before anything is touched
     running = launcher.pid(settings, name)
-    if running is not None:
-        click.echo(f"{name} is already running (pid {running})")
-        return
-    pid = launcher.start(settings, name, ["--available-now"] if available_now else [])
     log = launcher.job_dir(settings, name) / "driver.log"
-    click.echo(f"started {name} (pid {pid}); driver log: {log}")
+    pid = running
+    if pid is None:
+        checks.require(settings, "catalog", "kafka", "registry")
+        create_all(settings)
+        pid = launcher.start(settings, name, ["--available-now"] if available_now else [])
+    out.show(
+        {"job": name, "pid": pid, "already_running": running is not None, "log": log},
+        lambda r: click.echo(
+            f"{name} is already running (pid {r['pid']})"
+            if r["already_running"]
+            else f"started {name} (pid {r['pid']}); driver log: {log}"
+        ),
+    )
 
 
 @stream.command()
 @click.argument("name")
-def stop(name: str) -> None:
+@output_option
+def stop(name: str, out: Output) -> None:
     """Stop job NAME; it resumes from its checkpoint when started again."""
     from stream_jobs import launcher
 
-    stopped = launcher.stop(get_settings(), name)
-    click.echo(f"stopped {name}" if stopped else f"{name} was not running")
+    settings = get_settings()
+    launcher.job(settings, name)
+    stopped = launcher.stop(settings, name)
+    out.show(
+        {"job": name, "stopped": stopped},
+        lambda _: click.echo(f"stopped {name}" if stopped else f"{name} was not running"),
+    )
 
 
 @stream.command()
 @click.argument("names", nargs=-1)
 @output_option
-def status(names: tuple[str, ...], output: str) -> None:
+def status(names: tuple[str, ...], out: Output) -> None:
     """Per query: last progress, offsets behind per partition, last Iceberg snapshot."""
     from stream_jobs import launcher
 
     settings = get_settings()
-    rows = [row for n in (names or tuple(launcher.JOBS)) for row in launcher.statuses(settings, n)]
-    if output == "json":
-        emit_json({"queries": rows})
-        return
-    emit_table(
+    jobs = names or tuple(launcher.jobs(settings))
+    rows = [row for n in jobs for row in launcher.statuses(settings, n)]
+    out.show({"queries": rows}, lambda d: _print_queries(d["queries"]))
+
+
+def _print_queries(rows: list[dict[str, Any]]) -> None:
+    print_table(
         "stream queries",
         [
-            "query",
-            "pid",
-            "batch",
-            "in rows/s",
-            "done rows/s",
-            "batch ms",
-            "behind",
-            "watermark",
-            "late rows",
-            "last snapshot",
+            *("query", "pid", "batch", "in rows/s", "done rows/s", "batch ms", "behind"),
+            *("watermark", "late rows", "last snapshot"),
         ],
         [
             [

@@ -2,58 +2,72 @@
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
+from typing import Any
 
 import click
 
-from kappa.cli._output import emit_json, output_option
+from kappa.cli._output import Output, output_option
 from kappa.settings import get_settings
 
 
-def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if not text or text[-1] not in units or not text[:-1].isdigit():
-        raise click.BadParameter(f"'{text}': give a duration like 90s, 15m, 1h")
-    return int(text[:-1]) * units[text[-1]]
+def _period(_ctx: click.Context, _param: click.Parameter, value: str | None) -> timedelta | None:
+    """``--every`` as a positive duration, refused at parse time otherwise."""
+    from kappa.durations import parse_positive
+
+    if value is None:
+        return None
+    try:
+        return parse_positive(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 @click.command()
-@click.option("--every", default=None, help="Train periodically (e.g. 15m); skip unchanged rounds.")
+@click.option(
+    "--every",
+    default=None,
+    callback=_period,
+    help="Train periodically (e.g. 15m); skip unchanged rounds.",
+)
 @click.option("--reproduce", "run_id", default=None, help="Rebuild and retrain a logged run.")
 @output_option
-def train(every: str | None, run_id: str | None, output: str) -> None:
-    """Train the purchase-propensity model on pinned Iceberg snapshots; log it to MLflow."""
+def train(every: timedelta | None, run_id: str | None, out: Output) -> None:
+    """Train the purchase-propensity model on pinned Iceberg snapshots; log it to MLflow.
+
+    With --reproduce, exits 1 when the rebuilt dataset or metrics differ.
+    """
+    from kappa.ops import checks
+    from kappa.ops import training as ops_training
     from training import trainer
 
+    if every is not None and run_id is not None:
+        raise click.UsageError("give --every or --reproduce, not both")
     settings = get_settings()
+    checks.require(settings, "catalog", "tracking")
     if run_id:
-        report = trainer.reproduce(settings, run_id)
-        if output == "json":
-            emit_json(report)
-        else:
-            click.echo(
-                f"run {run_id}: digest {'identical' if report['identical_digest'] else 'DIFFERENT'}"
-                f" ({report['digest_rebuilt']}), metrics "
-                f"{'identical' if report['identical_metrics'] else 'DIFFERENT'}: "
-                f"{report['metrics_rebuilt']}"
-            )
+        report = ops_training.reproduce(settings, run_id)
+        out.show(report, lambda r: _print_reproduction(run_id, r))
         if not (report["identical_digest"] and report["identical_metrics"]):
             raise SystemExit(1)
         return
     if every is None:
-        _show(trainer.train(settings).as_dict(), output)
+        out.show(trainer.train(settings).as_dict(), _print_round)
         return
-    period = _seconds(every)
-    while True:
-        started = time.monotonic()
-        _show(trainer.round_or_skip(settings), output)
-        time.sleep(max(0.0, period - (time.monotonic() - started)))
+    for result in ops_training.rounds(settings, every):
+        out.show(result, _print_round)
 
 
-def _show(result: dict[str, object], output: str) -> None:
-    if output == "json":
-        emit_json(result)
-        return
+def _print_reproduction(run_id: str, report: dict[str, Any]) -> None:
+    click.echo(
+        f"run {run_id}: digest {'identical' if report['identical_digest'] else 'DIFFERENT'}"
+        f" ({report['digest_rebuilt']}), metrics "
+        f"{'identical' if report['identical_metrics'] else 'DIFFERENT'}: "
+        f"{report['metrics_rebuilt']}"
+    )
+
+
+def _print_round(result: dict[str, Any]) -> None:
     if result.get("skipped"):
         click.echo(f"skipped: {result['reason']}")
         return
@@ -72,15 +86,18 @@ def mlflow() -> None:
 
 
 @mlflow.command()
-def ui() -> None:
+@output_option
+def ui(out: Output) -> None:
     """Print the URL of MLflow's UI (the stack's `mlflow` service serves it)."""
     from infra import stack
 
-    settings = get_settings()
-    svc = stack.service(settings, "mlflow")
+    svc = stack.service(get_settings(), "mlflow")
     if not svc.healthy():
         raise click.ClickException(
             f"MLflow does not answer at {svc.endpoint}; start it with `kappa up` "
             f"(log: {svc.log_path})"
         )
-    click.echo(f"MLflow UI: {svc.endpoint}  (tracking store: the `mlflow` database)")
+    out.show(
+        {"url": svc.endpoint},
+        lambda d: click.echo(f"MLflow UI: {d['url']}  (tracking store: the `mlflow` database)"),
+    )

@@ -33,6 +33,8 @@ ALLOWED = {
 }
 # The CLI is the front door: it dispatches to every stage (lazily, inside commands).
 CLI_ALLOWED = OURS - {"tests", "benchmarks"}
+# The operations layer (kappa/ops) sits above the stages, like the CLI; the CLI sits above it.
+OPS_ALLOWED = CLI_ALLOWED
 
 
 def _imports(path: Path) -> set[str]:
@@ -55,10 +57,27 @@ def _modules() -> list[Path]:
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_imports_follow_the_folder_rule(path: Path) -> None:
     folder = path.relative_to(ROOT).parts[0]
-    in_cli = path.relative_to(ROOT).parts[:2] == ("kappa", "cli")
-    allowed = (CLI_ALLOWED if in_cli else ALLOWED[folder]) | {folder}
+    room = path.relative_to(ROOT).parts[:2]
+    in_cli, in_ops = room == ("kappa", "cli"), room == ("kappa", "ops")
+    allowed = (CLI_ALLOWED if in_cli else OPS_ALLOWED if in_ops else ALLOWED[folder]) | {folder}
     bad = _imports(path) - allowed
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}; allowed: {sorted(allowed)}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "kappa" / "ops").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_ops_never_imports_the_cli(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    modules = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ] + [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in modules if m == "kappa.cli" or m.startswith("kappa.cli.")]
 
 
 def test_cli_help_does_not_import_heavy_dependencies() -> None:

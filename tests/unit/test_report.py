@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kappa import report
+from kappa.ops import report
 
 T0 = 1_767_600_000.0  # 2026-01-05 08:00:00 UTC
 SVG_NS = "{http://www.w3.org/2000/svg}"
