@@ -51,7 +51,9 @@ def start(*, job: str, from_: str, to: str, only: str, topic: str | None, out: O
     from stream_jobs.features import DEFINITIONS
 
     if job != names.FEATURES_JOB:
-        raise click.BadParameter(f"only the '{names.FEATURES_JOB}' job can be backfilled")
+        raise click.BadParameter(
+            f"{job!r}: only the '{names.FEATURES_JOB}' job can be backfilled", param_hint="JOB"
+        )
     sets = [n for n in only.split(",") if n] or None
     unknown = sorted(set(sets or ()) - set(DEFINITIONS))
     if unknown:

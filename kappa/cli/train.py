@@ -39,7 +39,6 @@ def train(every: timedelta | None, run_id: str | None, out: Output) -> None:
     """
     from kappa.ops import checks
     from kappa.ops import training as ops_training
-    from training import trainer
 
     if every is not None and run_id is not None:
         raise click.UsageError("give --every or --reproduce, not both")
@@ -52,6 +51,8 @@ def train(every: timedelta | None, run_id: str | None, out: Output) -> None:
             raise SystemExit(1)
         return
     if every is None:
+        from training import trainer
+
         out.show(trainer.train(settings).as_dict(), _print_round)
         return
     for result in ops_training.rounds(settings, every):

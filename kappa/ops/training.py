@@ -46,8 +46,6 @@ def reproduce(settings: Settings, run_id: str) -> dict[str, Any]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from training import trainer
-
     try:
         MlflowClient(tracking_uri=settings.tracking_uri).get_run(run_id)
     except MlflowException as exc:
@@ -57,4 +55,6 @@ def reproduce(settings: Settings, run_id: str) -> dict[str, Any]:
             f"no MLflow run '{run_id}' in the tracking store; copy a run id from "
             "`kappa report` or MLflow's UI (`kappa mlflow ui`)"
         ) from exc
+    from training import trainer  # pandas and scikit-learn: only for a run that exists
+
     return trainer.reproduce(settings, run_id)
