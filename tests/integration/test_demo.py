@@ -31,7 +31,7 @@ JOBS = ("raw_clicks", "cdc_mirror", "features")
 @pytest.fixture(scope="module")
 def demo(lake: Settings) -> Iterator[dict[str, Any]]:
     running = {j for j in JOBS if launcher.pid(lake, j) is not None}
-    before = topics.records(lake, lake.producer.topic)
+    before = topics.records(lake, lake.topics.clicks)
     try:
         proc = subprocess.run(
             [KAPPA, "demo"],  # the defaults, as `make demo` runs it
@@ -46,7 +46,8 @@ def demo(lake: Settings) -> Iterator[dict[str, Any]]:
         yield {
             "facts": facts,
             "stdout": proc.stdout,
-            "produced": topics.records(lake, lake.producer.topic) - before,
+            "stderr": proc.stderr,
+            "produced": topics.records(lake, lake.topics.clicks) - before,
         }
     finally:
         for job in JOBS:
@@ -78,6 +79,29 @@ def test_summary_counts_are_what_kafka_and_the_lake_hold(demo: dict[str, Any], l
         f"CDC changes in the lake: {facts['cdc_changes_total']:,}",
     ):
         assert line in demo["stdout"]
+
+
+# What Spark's JVM, log4j, py4j and MLflow print on their own; kappa keeps it in its logs.
+THIRD_PARTY_NOISE = (
+    "log4j",
+    "WARN ",
+    "resolves to a loopback address",
+    "SparkContext",
+    "py4j",
+    "Hint: Inferred schema",
+    "mlflow.",
+    "alembic",
+    "Traceback",
+)
+
+
+def test_the_terminal_shows_only_kappas_own_lines(demo: dict[str, Any], lake: Settings) -> None:
+    terminal = demo["stdout"] + demo["stderr"]
+    noise = [line for line in terminal.splitlines() if any(n in line for n in THIRD_PARTY_NOISE)]
+    assert not noise, noise[:10]
+    assert "==> summary" in demo["stdout"]
+    # kept, not lost: the in-process driver's JVM output (the backfill ran in the demo)
+    assert "SparkContext" in (lake.stack.logs_dir / "spark-driver.log").read_text()
 
 
 def test_backfill_and_model_are_what_mlflow_holds(demo: dict[str, Any], lake: Settings) -> None:
@@ -178,7 +202,7 @@ def test_status_is_the_operators_view(demo: dict[str, Any], lake: Settings) -> N
         assert query["offsets_behind"], query["name"]  # per topic:partition
         assert all(n >= 0 for n in query["offsets_behind"].values())
     assert set(queries["raw_clicks"]["offsets_behind"]) == {
-        f"{lake.producer.topic}:{p}" for p in range(lake.producer.partitions)
+        f"{lake.topics.clicks}:{p}" for p in range(lake.topics.clicks_partitions)
     }
     tables = {t["table"]: t for t in view["tables"]}
     for entry in demo["facts"]["tables"]:
