@@ -101,7 +101,7 @@ def test_the_terminal_shows_only_kappas_own_lines(demo: dict[str, Any], lake: Se
     assert not noise, noise[:10]
     assert "==> summary" in demo["stdout"]
     # kept, not lost: the in-process driver's JVM output (the backfill ran in the demo)
-    assert "SparkContext" in (lake.stack.logs_dir / "spark-driver.log").read_text()
+    assert "log4j" in (lake.stack.logs_dir / "spark-driver.log").read_text()
 
 
 def test_backfill_and_model_are_what_mlflow_holds(demo: dict[str, Any], lake: Settings) -> None:
