@@ -13,6 +13,7 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -441,3 +442,55 @@ def test_report_out_must_not_be_a_directory(tmp_path: Path) -> None:
 def test_demo_refuses_bad_options(args: list[str], words: list[str]) -> None:
     # refused while parsing: the demo (which starts the stack) never begins
     one_error_line(kappa("demo", *args), *words)
+
+
+def demo_facts(tmp_path: Path, model: dict[str, Any] | None) -> dict[str, Any]:
+    """The demo's summary, gathered by kappa.ops.demo from a lake of empty tables."""
+    from types import SimpleNamespace
+
+    from kappa.ops import demo as ops_demo
+
+    assert kappa("tables", "create").exit_code == 0
+    traffic = SimpleNamespace(delivered=1234, failed=0, orders_placed=56, oltp={"orders": 56})
+    backfill = {"id": "b1", "verdict": "identical", "published": True}
+    return ops_demo.summarize(get_settings(), traffic, backfill, model, tmp_path / "index.html")
+
+
+def test_demo_summary_is_read_back_from_the_lake(tmp_path: Path) -> None:
+    model = {"run_id": "r1", "model_version": "3", "champion": True, "metrics": {"roc_auc": 0.8}}
+    facts = demo_facts(tmp_path, model)
+    assert facts["events_produced"] == 1234 and facts["orders_placed"] == 56
+    assert {"cdc.customers_changelog", "cdc.orders_changelog"} <= set(facts["cdc_changes"])
+    assert facts["cdc_changes_total"] == sum(facts["cdc_changes"].values()) == 0
+    assert {"table": "features.user_activity_1m", "rows": 0, "snapshot_id": None} in facts["tables"]
+    assert facts["model"]["url"].endswith("/#/models/purchase-propensity/versions/3")
+    assert "load_table('features.user_activity_1m')" in facts["snippets"]["pyiceberg"]
+    assert facts["commands"]["stop"].startswith("for j in raw_clicks cdc_mirror features;")
+
+
+def test_demo_prints_progress_then_the_summary(
+    nothing_runs: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from kappa.ops import demo as ops_demo
+
+    facts = demo_facts(tmp_path, None)
+    seen: list[ops_demo.DemoOptions] = []
+
+    def run(settings: object, options: ops_demo.DemoOptions, report: object) -> object:
+        assert callable(report)
+        seen.append(options)
+        report(f"{ops_demo.STEP}stack")
+        report("postgres: started")
+        return ops_demo.DemoResult(facts, tmp_path / "summary.json")
+
+    nothing_runs.setattr(ops_demo, "run", run)
+    text = kappa("demo", "--minutes", "0.5", "--seed", "3")
+    assert text.exit_code == 0, text.output
+    assert seen == [ops_demo.DemoOptions(minutes=0.5, rate=1500, seed=3, world_seed=7)]
+    assert text.stdout.index("==> stack") < text.stdout.index("==> summary")
+    assert "click events produced: 1,234" in text.stdout
+    assert "model: none this time" in text.stdout and "Where to look" in text.stdout
+    as_json = kappa("--output", "json", "demo")
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["summary"]["events_produced"] == 1234
+    assert "==> stack" in as_json.stderr  # progress stays off stdout in JSON mode
