@@ -96,6 +96,13 @@ def test_an_unknown_output_format_is_refused() -> None:
     one_error_line(kappa("--output", "yaml", "features", "list"), "yaml", "text", "json")
 
 
+def test_a_setting_the_environment_gets_wrong_is_named(nothing_runs: pytest.MonkeyPatch) -> None:
+    nothing_runs.setenv("KAPPA_KAFKA_PORT", "abc")
+    get_settings.cache_clear()
+    line = one_error_line(kappa("status"), "KAPPA_KAFKA_PORT", "abc")
+    assert line.startswith("error: ")
+
+
 @pytest.mark.parametrize("noun", ["install", "up", "down"])
 def test_stack_commands_refuse_extra_arguments(noun: str) -> None:
     # parse errors only: the command bodies (which start or stop services) never run
