@@ -1,0 +1,58 @@
+"""Backfills: replay a range of the log through the live feature definitions, verify, publish.
+
+A backfill is the Kappa architecture's answer to "recompute history": the same
+``stream_jobs.features`` queries run over a fixed offset range of the topic
+(``availableNow``, their own checkpoints) into staging tables in a namespace of
+their own, ``backfill_<id>``. The live tables are not touched until ``publish``.
+
+* **Range.** ``--from``/``--to`` (``earliest``/``latest``, an ISO time, or
+  ``partition:offset,…``) are resolved to exact offsets per partition when the
+  backfill is created and stored with it, so it can be re-run and audited. A
+  range Kafka has already deleted (retention) is refused with the missing offsets
+  named — never a silent partial replay.
+* **Late data.** The replay reads the range with a watermark delay of the live
+  delay plus the largest lateness ``raw.clicks`` saw in the range, so events that
+  were late for the live job land in their windows, as if they had been on time.
+* **Verify.** Staged and live windows are compared per key over the windows both
+  have finalised: identical, missing (staged, not live), extra (live, not staged),
+  differing (with examples). A live window that differs because events reached
+  the live job behind its watermark is marked as explained by late data.
+* **Publish.** One Iceberg ``MERGE`` commit per table (snapshot property
+  ``kappa.backfill-id``) makes the live windows of the compared range equal to the
+  staged ones. Publishing a published backfill is a no-op.
+
+State lives in ``<state>/backfills/<id>.json`` (``record``); the steps are
+``ranges``, ``replay``, ``verify`` and ``publish``.
+"""
+
+from stream_jobs.backfill.publish import discard, publish
+from stream_jobs.backfill.ranges import resolve_range
+from stream_jobs.backfill.record import (
+    Backfill,
+    BackfillError,
+    RangeDeletedError,
+    _dir,
+    list_all,
+    load,
+    save,
+)
+from stream_jobs.backfill.replay import create, replay_delay, run
+from stream_jobs.backfill.verify import compare, verify
+
+__all__ = [
+    "Backfill",
+    "BackfillError",
+    "RangeDeletedError",
+    "_dir",
+    "compare",
+    "create",
+    "discard",
+    "list_all",
+    "load",
+    "publish",
+    "replay_delay",
+    "resolve_range",
+    "run",
+    "save",
+    "verify",
+]
