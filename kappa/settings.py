@@ -14,6 +14,7 @@ and ``KAPPA_KAFKA_MANAGED=false``: ``kappa up`` then only checks its health.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -225,10 +226,6 @@ class ProducerSettings(BaseSettings):
 
     model_config = _config("KAPPA_PRODUCER_")
 
-    topic: str = Field(default="shop.clicks", description="Topic of the click stream.")
-    partitions: int = Field(
-        default=3, description="Partitions when the producer creates the topic."
-    )
     compression: str = Field(default="lz4", description="lz4, zstd, snappy, gzip or none.")
     linger_ms: int = Field(default=20, description="How long librdkafka waits to fill a batch.")
     batch_size: int = Field(default=1_000_000, description="Max bytes per partition batch.")
@@ -392,16 +389,33 @@ class Settings(BaseSettings):
         return self.training.artifacts or default
 
 
+RENAMED = {
+    "KAPPA_PRODUCER_TOPIC": "KAPPA_TOPICS_CLICKS",
+    "KAPPA_PRODUCER_PARTITIONS": "KAPPA_TOPICS_CLICKS_PARTITIONS",
+    "KAPPA_PRODUCER_RETRY_BACKOFF_S": "KAPPA_PRODUCER_RETRY_BACKOFF",
+    "KAPPA_CONNECT_REQUEST_TIMEOUT_S": "KAPPA_CONNECT_REQUEST_TIMEOUT",
+    "KAPPA_TRAINING_HORIZON_MINUTES": "KAPPA_TRAINING_HORIZON",
+    "KAPPA_TRAINING_LOOKBACK_MINUTES": "KAPPA_TRAINING_LOOKBACK",
+}
+"""Variables that moved: set, they would be ignored, so :func:`get_settings` refuses them."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment.
 
     Raises:
-        SettingsError: A ``KAPPA_*`` variable holds a value its field refuses; the
-            message names the variable.
+        SettingsError: A ``KAPPA_*`` variable holds a value its field refuses, or is
+            one that was renamed (``RENAMED``); the message names the variable.
     """
     from pydantic import ValidationError
 
+    renamed = [f"{old} is now {new}" for old, new in RENAMED.items() if old in os.environ]
+    if renamed:
+        raise SettingsError(
+            f"{'; '.join(renamed)} (durations take a unit: '30 minutes', '90s'); "
+            "set the new variable and unset the old one"
+        )
     try:
         return Settings()
     except ValidationError as exc:

@@ -30,7 +30,7 @@ from iceberg.tables import (
 from kappa import names
 from kappa.exceptions import KappaError
 from kappa.processes import running_pid
-from kappa.settings import PROJECT_ROOT, Settings, get_settings
+from kappa.settings import PROJECT_ROOT, Settings
 from kappa.spark import spark_conf, spark_env
 
 
@@ -82,13 +82,6 @@ def jobs(settings: Settings) -> dict[str, JobSpec]:
         ),
     )
     return {spec.name: spec for spec in specs}
-
-
-def __getattr__(attr: str) -> dict[str, JobSpec]:
-    """``JOBS``: :func:`jobs` of the process's settings, for callers with none at hand."""
-    if attr == "JOBS":
-        return jobs(get_settings())
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 class UnknownJobError(KappaError):

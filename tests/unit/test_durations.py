@@ -63,3 +63,26 @@ def test_a_duration_field_reads_text_and_refuses_zero() -> None:
     assert Model(delay="2 minutes").delay == timedelta(minutes=2)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="must be positive"):
         Model(delay="0 seconds")  # type: ignore[arg-type]
+
+
+def test_a_renamed_duration_variable_is_refused_with_its_new_name(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    from kappa.exceptions import SettingsError
+    from kappa.settings import get_settings
+
+    clean_env.setenv("KAPPA_TRAINING_HORIZON_MINUTES", "30")
+    with pytest.raises(
+        SettingsError, match="KAPPA_TRAINING_HORIZON_MINUTES is now KAPPA_TRAINING_HORIZON"
+    ):
+        get_settings()
+
+
+def test_duration_settings_read_text_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    from kappa.settings import get_settings
+
+    clean_env.setenv("KAPPA_FEATURES_WATERMARK_DELAY", "PT90S")
+    clean_env.setenv("KAPPA_TRAINING_HORIZON", "1h")
+    settings = get_settings()
+    assert settings.features.watermark_delay == timedelta(seconds=90)
+    assert settings.training.horizon == timedelta(hours=1)
