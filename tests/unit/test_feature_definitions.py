@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kappa.settings import Settings
-from stream_jobs import features
+from stream_jobs import feature_sets as features
 from tests.integration import featureoracle as oracle
 
 TYPES = ("page_view", "search", "add_to_cart", "remove_from_cart", "checkout")
