@@ -23,15 +23,19 @@ ORPHAN_MIN_AGE = timedelta(hours=24)  # files younger than this may belong to an
 
 
 def parse_duration(text: str) -> timedelta:
-    """A positive retention such as '90s', '15m', '6h' or '7d' (any form kappa.durations reads).
+    """A retention such as '90s', '15m', '6h' or '7d' (any form kappa.durations reads);
+    '0s' expires every snapshot no tag protects.
 
     Raises:
-        KappaError: Not a duration, or not positive; the message shows accepted forms.
+        KappaError: Not a duration, or negative; the message shows accepted forms.
     """
     try:
-        return durations.parse_positive(text)
+        retention = durations.parse(text)
     except ValueError as exc:
         raise KappaError(str(exc)) from None
+    if retention < timedelta(0):
+        raise KappaError(f"a retention cannot be negative ({text!r}); use e.g. 0s, 6h or 7d")
+    return retention
 
 
 def _conflict(exc: BaseException) -> bool:
