@@ -22,20 +22,25 @@ RETRIES = 6
 ORPHAN_MIN_AGE = timedelta(hours=24)  # files younger than this may belong to an in-flight commit
 
 
-def parse_duration(text: str) -> timedelta:
-    """A retention such as '90s', '15m', '6h' or '7d' (any form kappa.durations reads);
-    '0s' expires every snapshot no tag protects.
+def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
+    """A retention such as '90s', '15m', '6h' or '7d' (any form kappa.durations reads).
+
+    Args:
+        text: The retention.
+        allow_zero: Accept '0s' (expire every snapshot no tag protects), as
+            :func:`maintain` does; ``kappa tables maintain --retain`` does not.
 
     Raises:
-        KappaError: Not a duration, or negative; the message shows accepted forms.
+        KappaError: Not a duration, or not positive (negative, with ``allow_zero``);
+            the message shows accepted forms.
     """
     try:
         retention = durations.parse(text)
+        return (
+            retention if allow_zero and retention == timedelta(0) else durations.positive(retention)
+        )
     except ValueError as exc:
         raise KappaError(str(exc)) from None
-    if retention < timedelta(0):
-        raise KappaError(f"a retention cannot be negative ({text!r}); use e.g. 0s, 6h or 7d")
-    return retention
 
 
 def _conflict(exc: BaseException) -> bool:
@@ -119,7 +124,7 @@ def maintain(
     if names is None:
         cat = load_catalog(settings)
         names = sorted(".".join(t) for (ns,) in cat.list_namespaces() for t in cat.list_tables(ns))
-    retention = parse_duration(retain) if retain else _default_retention()
+    retention = parse_duration(retain, allow_zero=True) if retain else _default_retention()
     spark = get_spark(settings, "kappa-maintenance")
     return [maintain_table(spark, settings.catalog.name, name, retention) for name in names]
 
