@@ -6,6 +6,7 @@ Every call has a timeout; a broker that does not answer surfaces as
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -13,12 +14,19 @@ from typing import Any
 from kappa.exceptions import BrokerUnavailableError
 from kappa.settings import Settings
 
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+"""Where the clients' librdkafka lines go (the log file, not the terminal: see kappa.log)."""
+
 
 def admin(settings: Settings) -> Any:
     """An ``AdminClient`` on the configured brokers (librdkafka's own log quieted)."""
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "log_level": 5})
+    conf: dict[str, str | int | float | bool] = {
+        "bootstrap.servers": settings.kafka.bootstrap,
+        "log_level": 5,
+    }
+    return AdminClient(conf, logger=LIBRDKAFKA_LOG)
 
 
 def _unreachable(settings: Settings, doing: str, exc: BaseException) -> BrokerUnavailableError:
@@ -74,7 +82,8 @@ def consumer(settings: Settings, purpose: str = "kappa") -> Any:
             "bootstrap.servers": settings.kafka.bootstrap,
             "group.id": f"{purpose}-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
-        }
+        },
+        logger=LIBRDKAFKA_LOG,
     )
 
 

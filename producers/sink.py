@@ -35,7 +35,7 @@ class ClickSink:
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
         }
-        self.producer = Producer(conf)
+        self.producer = Producer(conf, logger=topics.LIBRDKAFKA_LOG)
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
