@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -14,9 +15,10 @@ from pyiceberg.expressions import EqualTo
 from iceberg.admin import create_all
 from iceberg.maintenance import maintain_table, parse_duration
 from kappa.catalog import load_catalog
+from kappa.names import BATCH_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings
 from stream_jobs import launcher, raw_clicks
-from stream_jobs.runtime import QUERY_PROP, SourceRange
+from stream_jobs.runtime import SourceRange
 from tests.integration import clickgen
 
 V2 = Path(__file__).resolve().parents[2] / "schemas" / "avro" / "click_event_v2.avsc"
@@ -119,21 +121,68 @@ def test_v2_events_mid_stream_evolve_the_table(lake: Settings, click_topic: str)
     assert set(by_schema[v1]) == {None} and set(by_schema[v2]) == {"campaign-x"}
 
 
-def _wait_rows(settings: Settings, topic: str, n: int, timeout_s: float = 240) -> list[Any]:
+def _batches(settings: Settings, name: str, since: float = 0.0) -> list[dict[str, Any]]:
+    """The query's batches that read rows, logged (i.e. committed) after ``since`` (epoch s).
+
+    A batch's progress is logged only after its commit reached the checkpoint.
+    """
+    return [
+        p
+        for p in launcher.all_progress(settings, name)
+        if p.get("numInputRows") and float(p["at"]) > since
+    ]
+
+
+def _offsets_read(progress: dict[str, Any]) -> int:
+    """How many Kafka offsets one batch read (Spark's ``numInputRows`` counts a row once
+    per time the batch reads its source)."""
+    total = 0
+    for source in progress["sources"]:
+        # JSON text, or "None" for the query's first batch
+        start, end = (
+            json.loads(v) if v and v != "None" else {}
+            for v in (source.get("startOffset"), source.get("endOffset"))
+        )
+        for topic, parts in end.items():
+            total += sum(o - (start.get(topic) or {}).get(p, 0) for p, o in parts.items())
+    return total
+
+
+def _wait_batches(
+    settings: Settings, name: str, timeout_s: float = 240, since: float = 0.0
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
-    got: list[Any] = []
     while time.monotonic() < deadline:
-        got = rows(settings, topic)
-        if len(got) >= n:
-            break
-        time.sleep(2)
-    return got
+        if found := _batches(settings, name, since):
+            return found
+        time.sleep(0.5)
+    log = (launcher.job_dir(settings, name) / "driver.log").read_text()[-3000:]
+    pytest.fail(f"{name}: no batch with rows committed within {timeout_s:.0f}s\n{log}")
+
+
+def _wait_caught_up(
+    settings: Settings, name: str, since: float, timeout_s: float = 240
+) -> dict[str, Any]:
+    """``launcher.status`` once the query has read every offset of its topic, with a
+    batch that read rows committed after ``since``."""
+    deadline = time.monotonic() + timeout_s
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = launcher.status(settings, name, "raw_clicks")
+        behind = status.get("offsets_behind")
+        if _batches(settings, name, since) and behind and set(behind.values()) == {0}:
+            return status
+        time.sleep(1)
+    pytest.fail(f"{name}: not caught up within {timeout_s:.0f}s: {status}")
 
 
 def test_kill_9_and_restart_neither_loses_nor_duplicates(
     lake: Settings, click_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("KAPPA_SPARK_TRIGGER_INTERVAL", "1 second")
+    # The first driver runs one micro-batch of at most 400 of the 2000 events, and its
+    # next trigger is a century away: the kill lands after exactly one committed batch,
+    # with most of the topic unread, however fast or slow the machine is.
+    monkeypatch.setenv("KAPPA_SPARK_TRIGGER_INTERVAL", "36500 days")
     monkeypatch.setenv("KAPPA_SPARK_MAX_OFFSETS_PER_TRIGGER", "400")
     sid = clickgen.register(lake, click_topic)
     sent = clickgen.produce(lake, click_topic, clickgen.events(2000, seed=6), sid)
@@ -141,15 +190,25 @@ def test_kill_9_and_restart_neither_loses_nor_duplicates(
     args = ["--topic", click_topic]
     launcher.start(lake, "raw_clicks", args, instance=name)
     try:
-        assert _wait_rows(lake, click_topic, 1, timeout_s=180), "no batch committed"
+        _wait_batches(lake, name, timeout_s=180)
         launcher.stop(lake, name, force=True)  # kill -9 of the driver's process group
+        before_kill = _batches(lake, name)
         partial = len(rows(lake, click_topic))
         more = clickgen.produce(lake, click_topic, clickgen.events(1000, seed=7), sid)
+        monkeypatch.setenv("KAPPA_SPARK_TRIGGER_INTERVAL", "1 second")
+        restarted = time.time()
         launcher.start(lake, "raw_clicks", args, instance=name)
-        got = _wait_rows(lake, click_topic, 3000)
+        _wait_caught_up(lake, name, since=restarted)
     finally:
         launcher.stop(lake, name)
-    assert 0 < partial < 3000
+    got = rows(lake, click_topic)
+    [first] = before_kill
+    assert first["batchId"] == 0 and 0 < _offsets_read(first) <= 400
+    assert partial == _offsets_read(first)  # that batch's rows, and only them
+    # The restarted driver resumed the same query from its checkpoint, after batch 0.
+    resumed = [p for p in _batches(lake, name) if p["batchId"] > 0]
+    assert resumed and {p["id"] for p in resumed} == {first["id"]}
+    assert sum(_offsets_read(p) for p in resumed) == 3000 - partial
     assert len(got) == 3000
     assert sorted(r["event_id"] for r in got) == sorted(sent.event_ids + more.event_ids)
     assert {(r["kafka_partition"], r["kafka_offset"]) for r in got} == sent.offsets | more.offsets
@@ -158,54 +217,69 @@ def test_kill_9_and_restart_neither_loses_nor_duplicates(
 def test_maintenance_during_ingestion_loses_and_duplicates_nothing(
     lake: Settings, click_topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from kappa.spark import get_spark
+
     monkeypatch.setenv("KAPPA_SPARK_TRIGGER_INTERVAL", "1 second")
     sid = clickgen.register(lake, click_topic)
     name = f"m_{click_topic}"
-    launcher.start(lake, "raw_clicks", ["--topic", click_topic], instance=name)
+    chunks = [clickgen.events(250, seed=100 + chunk) for chunk in range(8)]
     sent_ids: list[str] = []
 
-    def feed() -> None:
-        for chunk in range(8):
-            batch = clickgen.events(250, seed=100 + chunk)
+    def send(*batches: list[dict[str, Any]]) -> None:
+        for i, batch in enumerate(batches):
+            if i:
+                time.sleep(1.5)  # pacing of the traffic, not a wait for anything
             sent_ids.extend(clickgen.produce(lake, click_topic, batch, sid).event_ids)
-            time.sleep(1.5)
 
+    driver = launcher.start(lake, "raw_clicks", ["--topic", click_topic], instance=name)
     try:
-        assert _wait_rows(lake, click_topic, 0, timeout_s=5) is not None
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        from kappa.spark import get_spark
-
+        # The query runs and commits before maintenance starts.
+        send(chunks[0])
+        _wait_batches(lake, name)
         spark = get_spark(lake, "maintenance-test")
-        reports = []
-        while feeder.is_alive():
+        feeder = threading.Thread(target=send, args=chunks[1:7])
+        started = time.time()
+        feeder.start()
+        # Maintain while traffic arrives, and until a compaction rewrote files and the
+        # stream committed a batch while maintenance ran.
+        reports: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 600
+        while feeder.is_alive() or not (
+            any(r["rewritten_files"] for r in reports) and _batches(lake, name, started)
+        ):
+            if time.monotonic() > deadline:
+                pytest.fail(f"no compaction beside a streaming commit in 600 s: {reports}")
             reports.append(
                 maintain_table(spark, lake.catalog.name, "raw.clicks", parse_duration("1s"))
             )
         feeder.join()
-        got = _wait_rows(lake, click_topic, 2000)
-        time.sleep(3)  # let the progress of the last batch be written
-        status = launcher.status(lake, name, "raw_clicks")
+        _wait_caught_up(lake, name, since=started)
+        # One more chunk once maintenance is over: the stream commits after a compaction.
+        last_sent = time.time()
+        send(chunks[7])
+        status = _wait_caught_up(lake, name, since=last_sent)
     finally:
         launcher.stop(lake, name)
-    assert status["running"] and status["processed_rows_per_s"] > 0
-    assert status["offsets_behind"] and set(status["offsets_behind"].values()) == {0}
-    assert "raw.clicks" in status["last_snapshot"]
-    assert reports and any(r["rewritten_files"] for r in reports)
+    got = rows(lake, click_topic)
     assert len(got) == 2000
     assert sorted(r["event_id"] for r in got) == sorted(sent_ids)
-    # The stream's own commits are still attributable to its query after compaction.
-    table = load_catalog(lake).load_table("raw.clicks")
-    assert any(
-        s.summary and QUERY_PROP in s.summary.additional_properties for s in table.snapshots()
-    )
+    assert len({(r["kafka_partition"], r["kafka_offset"]) for r in got}) == 2000
+    # The batches after maintenance read the last chunk once, in the driver started above.
+    after = _batches(lake, name, last_sent)
+    assert sum(_offsets_read(p) for p in after) == 250
+    assert status["running"] and status["pid"] == driver
+    # The table's newest snapshot is the stream's own commit, attributable to its query
+    # and batch after the compactions, and the status names it.
+    current = load_catalog(lake).load_table("raw.clicks").current_snapshot()
+    props = current.summary.additional_properties
+    assert props.get(QUERY_ID_PROP) == status["query_id"]
+    assert props.get(BATCH_ID_PROP) == str(after[-1]["batchId"])
+    assert status["last_snapshot"]["raw.clicks"]["snapshot_id"] == current.snapshot_id
 
 
 def test_simulated_traffic_lands_exactly_once_by_event_id_and_offset(
     lake: Settings, click_topic: str
 ) -> None:
-    import json
-
     from confluent_kafka import Consumer
 
     from kappa.registry import schema_by_id
