@@ -145,6 +145,9 @@ class RegistrySettings(BaseSettings):
     managed: bool = True
     host: str = "127.0.0.1"
     port: int = 8081
+    management_port: int = Field(
+        default=9000, description="Quarkus's management interface (health, metrics), on `host`."
+    )
     url: str | None = Field(
         default=None, description="Override: base URL of a Confluent-compatible API."
     )

@@ -30,7 +30,10 @@ class Registry(Service):
         return str(self.cfg.ccompat_url)
 
     def ports(self) -> Sequence[Port]:
-        return [Port(self.cfg.port, "KAPPA_REGISTRY_PORT")]
+        return [
+            Port(self.cfg.port, "KAPPA_REGISTRY_PORT"),
+            Port(self.cfg.management_port, "KAPPA_REGISTRY_MANAGEMENT_PORT"),
+        ]
 
     def _run_jar(self) -> Path:
         # Up to 3.3.0 the app sits under quarkus-app/, from 3.3.1 at the archive root.
@@ -49,6 +52,7 @@ class Registry(Service):
             self.data_dir / "config" / "application.properties",
             host=self.cfg.host,
             port=self.cfg.port,
+            management_port=self.cfg.management_port,
             jdbc_url=pg.jdbc_url(pg.registry_db),
             user=pg.user,
             password=pg.password.get_secret_value(),
