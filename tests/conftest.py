@@ -38,6 +38,8 @@ def _test_environment() -> dict[str, str]:
     state = Path(os.environ.get(f"{TEST_ENV_PREFIX}STATE_DIR", PROJECT_ROOT / ".stack-test"))
     env = {name: str(port + offset) for name, port in _PORTS.items()}
     env |= {"KAPPA_STATE_DIR": str(state), "KAPPA_JARS": str(jars)}
+    # A loaded 2-core machine (a user's demo beside the suite) starts Connect slowly.
+    env["KAPPA_HEALTH_TIMEOUT_S"] = os.environ.get(f"{TEST_ENV_PREFIX}HEALTH_TIMEOUT_S", "300")
     return env
 
 

@@ -21,11 +21,11 @@ import requests
 
 from kappa import topics
 from kappa.catalog import load_catalog
+from kappa.names import JOBS
 from kappa.settings import PROJECT_ROOT, Settings
 from stream_jobs import launcher
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
-JOBS = ("raw_clicks", "cdc_mirror", "features")
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +92,7 @@ THIRD_PARTY_NOISE = (
     "mlflow.",
     "alembic",
     "Traceback",
+    "rdkafka",
 )
 
 
