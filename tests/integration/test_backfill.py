@@ -152,6 +152,7 @@ def ingest_while_backfilling(
         # again: a stop between a batch's commit and its progress record would leave the
         # watermark `kappa features late` reads one batch behind the table verify reads.
         deadline = time.monotonic() + 240
+        grown = idle = False
         while time.monotonic() < deadline:
             grown = all(len(table_rows(lake, f"{ns}.{n}")) > len(live_before[n]) for n in NAMES)
             idle = all(
@@ -164,6 +165,8 @@ def ingest_while_backfilling(
             if grown and idle:
                 break
             time.sleep(1)
+        else:
+            pytest.fail(f"live queries within 240 s: new windows {grown}, idle again {idle}")
     finally:
         launcher.stop(lake, live_instance)
     for name in NAMES:
