@@ -8,43 +8,63 @@ from typing import Any
 
 import psycopg2
 import pytest
+import requests
 
 from connect.apply import apply, wait_running
+from connect.source import prepare_source
 from iceberg.admin import create_all
 from iceberg.tables import CDC_SOURCES
-from kappa import topics
 from kappa.catalog import load_catalog
 from kappa.settings import Settings
 from producers.run import simulate
+from schemas.oltp import shop_ddl
 from stream_jobs import cdc_mirror
 from stream_jobs.runtime import SourceRange
+
+SHOP = "shop-postgres"
 
 
 @pytest.fixture(scope="module")
 def cdc(stack: Settings) -> Settings:
     create_all(stack)
+    # The tables first: the connector's filtered publication needs them (this module
+    # must not depend on test_cdc having run before it).
+    prepare_source(stack, stack.postgres.shop_db, shop_ddl())
     apply(stack)
-    wait_running(stack, "shop-postgres", timeout_s=120)
+    wait_running(stack, SHOP, timeout_s=120)
     return stack
 
 
-def _ends(settings: Settings, names: list[str]) -> dict[tuple[str, int], int]:
-    return {(t, p): end for t in names for p, end in topics.end_offsets(settings, t).items()}
+def settle(settings: Settings, timeout_s: float = 120.0) -> None:
+    """Wait until Debezium has published every change PostgreSQL committed so far.
 
-
-def settle(settings: Settings, quiet_s: float = 4.0, timeout_s: float = 90.0) -> None:
-    """Wait until Debezium has published everything (the CDC topics stop growing)."""
-    names = list(cdc_mirror.topics(settings).values())
-    last, since = _ends(settings, names), time.monotonic()
+    A marker (a no-op update of one customer) is committed last, after noting the WAL
+    insert position. Debezium streams the WAL in commit order, and Connect commits a
+    source offset (each second, ``offset.flush.interval.ms``) only once Kafka has
+    acknowledged every record before it: once the committed LSN reaches the marker,
+    every earlier change is on the CDC topics.
+    """
+    pg = settings.postgres
+    with psycopg2.connect(pg.dsn(pg.shop_db)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_current_wal_insert_lsn() - '0/0'")
+        marker = int(cur.fetchone()[0])
+        cur.execute(
+            "UPDATE customers SET updated_at = updated_at "
+            "WHERE customer_id = (SELECT min(customer_id) FROM customers)"
+        )
+        assert cur.rowcount == 1, "no customer to mark the WAL with"
+    conn.close()
+    url = f"{settings.connect.rest_url}/connectors/{SHOP}/offsets"
     deadline = time.monotonic() + timeout_s
+    offsets: list[Any] = []
     while time.monotonic() < deadline:
-        time.sleep(1)
-        now = _ends(settings, names)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet_s:
+        offsets = requests.get(url, timeout=10).json().get("offsets", [])
+        if any(int(o["offset"].get("lsn", -1)) >= marker for o in offsets):
             return
-    raise AssertionError("CDC topics did not settle")
+        time.sleep(0.5)
+    raise AssertionError(
+        f"{SHOP} had not published up to LSN {marker} after {timeout_s:.0f}s: {offsets}"
+    )
 
 
 def _norm(value: Any) -> Any:
