@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 OURS = ("kappa", "schemas", "producers", "connect", "stream_jobs", "iceberg", "training", "infra")
-"""Top-level packages whose records are kappa's own."""
+"""Top-level packages whose records are kappa's own. A job that ``spark-submit`` runs as a
+script logs under ``__main__``, which is kappa's too (the jobs' only entry point)."""
 
 _MARK = "_kappa_handler"
 _TERMINAL_FORMAT = "%(message)s"
@@ -39,7 +40,8 @@ class _Ours(logging.Filter):
         self.everything = everything
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return self.everything or record.name.split(".", 1)[0] in OURS
+        top = record.name.split(".", 1)[0]
+        return self.everything or top in OURS or top == "__main__"
 
 
 def _terminal(level: int, json_lines: bool, everything: bool) -> logging.Handler:

@@ -1,0 +1,60 @@
+"""kappa.log: which records reach the terminal, as the jobs and commands run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, tmp_path: Path) -> str:
+    path = tmp_path / "job.py"
+    path.write_text(textwrap.dedent(script))
+    done = subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    return done.stderr
+
+
+def test_a_job_run_as_a_script_logs_its_json_lines(tmp_path: Path) -> None:
+    """spark-submit runs a job's file, so its module logger is ``__main__``: its records
+    (the features job's re-plan event) must reach the driver log."""
+    err = _run(
+        """
+        import logging
+        from kappa.log import configure
+        configure(json_lines=True)
+        logging.getLogger(__name__).info("replan", extra={"new_writer_schema_ids": [12]})
+        logging.getLogger("py4j.clientserver").info("chatter")
+        """,
+        tmp_path,
+    )
+    assert '"new_writer_schema_ids": [12]' in err
+    assert '"message": "replan"' in err
+    assert "chatter" not in err
+
+
+@pytest.mark.parametrize("level", ["INFO", "WARNING"])
+def test_terminal_level_applies_to_kappa_records(tmp_path: Path, level: str) -> None:
+    err = _run(
+        f"""
+        import logging
+        from kappa.log import configure
+        configure("{level}")
+        logging.getLogger("kappa.x").info("an info line")
+        logging.getLogger("kappa.x").warning("a warning line")
+        """,
+        tmp_path,
+    )
+    assert "a warning line" in err
+    assert ("an info line" in err) == (level == "INFO")
