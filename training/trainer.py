@@ -18,7 +18,10 @@ the digest, retrains with its params and compares the metrics.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -271,7 +274,18 @@ def _log_model(mlflow: Any, model: Any, data: Dataset, name: str) -> str | None:
 
     example = data.train[list(FEATURES)].head(5)
     signature = infer_signature(example, model.predict_proba(example)[:, 1])
-    info = mlflow.sklearn.log_model(
+    # MLflow prints "Successfully registered model ..." straight to stderr (not through
+    # logging): kept in kappa's log file, off the user's terminal.
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        info = _log_sklearn(mlflow, model, signature, example, name)
+    for line in filter(None, printed.getvalue().splitlines()):
+        logging.getLogger("mlflow.registry").info(line)
+    return str(info.registered_model_version) if info.registered_model_version else None
+
+
+def _log_sklearn(mlflow: Any, model: Any, signature: Any, example: Any, name: str) -> Any:
+    return mlflow.sklearn.log_model(
         model,
         name="model",
         signature=signature,
@@ -280,7 +294,6 @@ def _log_model(mlflow: Any, model: Any, data: Dataset, name: str) -> str | None:
         # Our own HistGradientBoosting model: its tree predictor is a type we trust.
         skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
     )
-    return str(info.registered_model_version) if info.registered_model_version else None
 
 
 def _model_params(model: Any) -> dict[str, Any]:
