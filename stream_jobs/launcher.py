@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -32,6 +33,8 @@ from kappa.exceptions import KappaError
 from kappa.processes import running_pid
 from kappa.settings import PROJECT_ROOT, Settings
 from kappa.spark import spark_conf, spark_env
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,14 +107,51 @@ def job_dir(settings: Settings, name: str) -> Path:
     return settings.stack.state_dir / "streams" / name
 
 
-def submit_command(settings: Settings, spec: JobSpec, args: list[str]) -> list[str]:
-    """The ``spark-submit`` argv for ``spec`` (works against any master)."""
+SECRET_KEY_PARTS = ("password", "secret", "token")
+"""A Spark setting whose key holds one of these is a secret: never on a command line."""
+
+
+def submit_command(
+    settings: Settings, spec: JobSpec, args: list[str], folder: Path | None = None
+) -> list[str]:
+    """The ``spark-submit`` argv for ``spec`` (works against any master).
+
+    Secret settings (the catalog's JDBC password, S3 keys) are not ``--conf`` arguments,
+    which every user's ``ps`` shows: they go to ``secrets.properties`` (mode 0600) in
+    ``folder`` (default: the job's folder), passed as ``--properties-file``.
+    """
     spark_submit = Path(sys.executable).parent / "spark-submit"
     cmd = [str(spark_submit), "--master", settings.spark.master, "--name", spec.name]
+    secrets: dict[str, str] = {}
     for key, value in spark_conf(settings).items():
-        cmd += ["--conf", f"{key}={value}"]
+        if any(part in key.lower() for part in SECRET_KEY_PARTS):
+            secrets[key] = value
+        else:
+            cmd += ["--conf", f"{key}={value}"]
+    if secrets:
+        path = write_properties(folder or job_dir(settings, spec.name), secrets)
+        cmd += ["--properties-file", str(path)]
     script = PROJECT_ROOT / Path(*spec.module.split(".")).with_suffix(".py")
     return [*cmd, str(script), *args]
+
+
+def write_properties(folder: Path, values: dict[str, str]) -> Path:
+    """``folder/secrets.properties`` in java.util.Properties syntax, readable by us only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "secrets.properties"
+
+    def escape(text: str, specials: str = "") -> str:
+        out = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+        for char in specials:
+            out = out.replace(char, "\\" + char)
+        return "\\" + out if out[:1] in (" ", "\t") else out  # leading blanks are kept
+
+    lines = [f"{escape(k, '=: ')}={escape(v)}" for k, v in values.items()]
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
 
 
 def pid(settings: Settings, name: str) -> int | None:
@@ -138,7 +178,7 @@ def start(
     env["PYSPARK_PYTHON"] = sys.executable
     env.update(spark_env(settings))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    command = submit_command(settings, spec, ["--name", instance, *(args or [])])
+    command = submit_command(settings, spec, ["--name", instance, *(args or [])], folder)
     log_path = folder / "driver.log"
     for attempt in range(2):
         with log_path.open("ab") as log:
@@ -214,11 +254,8 @@ def _group_alive(pgid: int) -> bool:
 
 
 def last_progress(settings: Settings, name: str) -> dict[str, Any] | None:
-    path = job_dir(settings, name) / "progress.jsonl"
-    if not path.exists():
-        return None
-    lines = path.read_text().strip().splitlines()
-    return json.loads(lines[-1]) if lines else None
+    progress = all_progress(settings, name)
+    return progress[-1] if progress else None
 
 
 def offsets_behind(settings: Settings, progress: dict[str, Any] | None) -> dict[str, int]:
@@ -303,10 +340,33 @@ def query_status(
 
 
 def all_progress(settings: Settings, query: str) -> list[dict[str, Any]]:
+    """The query's progress records; a torn line (a crash or a full disk leaves one) is
+    skipped and said, never fatal."""
     path = job_dir(settings, query) / "progress.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records, skipped = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            skipped += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            skipped += 1
+    if skipped:
+        logger.warning(
+            "%s: skipped %d unreadable line(s) (torn by a crash or a full disk); "
+            "the other %d progress records are used",
+            path,
+            skipped,
+            len(records),
+        )
+    return records
 
 
 def dropped_by_watermark(settings: Settings, query: str) -> int:

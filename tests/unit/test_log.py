@@ -58,3 +58,27 @@ def test_terminal_level_applies_to_kappa_records(tmp_path: Path, level: str) -> 
     )
     assert "a warning line" in err
     assert ("an info line" in err) == (level == "INFO")
+
+
+def test_a_torn_progress_line_is_skipped_and_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A crash or a full disk can leave half a line at the end of progress.jsonl: the
+    status and report readers use the whole records and say what they skipped."""
+    from kappa.settings import get_settings
+    from stream_jobs import launcher
+
+    monkeypatch.setenv("KAPPA_STATE_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    settings = get_settings()
+    folder = launcher.job_dir(settings, "q")
+    folder.mkdir(parents=True)
+    whole = '{"batchId": 0, "numInputRows": 5}\n{"batchId": 1, "numInputRows": 7}\n'
+    (folder / "progress.jsonl").write_text(whole + '{"batchId": 2, "numIn')
+    try:
+        with caplog.at_level("WARNING"):
+            assert [p["batchId"] for p in launcher.all_progress(settings, "q")] == [0, 1]
+            assert launcher.last_progress(settings, "q") == {"batchId": 1, "numInputRows": 7}
+    finally:
+        get_settings.cache_clear()
+    assert "skipped 1 unreadable line(s)" in caplog.text
