@@ -19,6 +19,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,18 +99,23 @@ class PostgresSettings(BaseSettings):
         return (self.shop_db, self.catalog_db, self.registry_db, self.mlflow_db)
 
     def dsn(self, database: str) -> str:
-        """libpq key/value connection string for ``database``."""
-        return (
-            f"host={self.host} port={self.port} dbname={database} "
-            f"user={self.user} password={self.password.get_secret_value()}"
-        )
+        """libpq key/value connection string for ``database`` (every value quoted)."""
+        values = {
+            "host": self.host,
+            "port": str(self.port),
+            "dbname": database,
+            "user": self.user,
+            "password": self.password.get_secret_value(),
+        }
+        return " ".join(f"{key}={_libpq_quote(value)}" for key, value in values.items())
 
     def jdbc_url(self, database: str) -> str:
         return f"jdbc:postgresql://{self.host}:{self.port}/{database}"
 
     def sqlalchemy_url(self, database: str) -> str:
         return (
-            f"postgresql+psycopg2://{self.user}:{self.password.get_secret_value()}"
+            f"postgresql+psycopg2://{quote(self.user, safe='')}:"
+            f"{quote(self.password.get_secret_value(), safe='')}"
             f"@{self.host}:{self.port}/{database}"
         )
 
@@ -437,3 +443,9 @@ def _explain(exc: Any) -> str:
         f"{name}={error.get('input')!r} is not a valid setting: {error.get('msg')}; "
         f"fix or unset {name}"
     )
+
+
+def _libpq_quote(value: str) -> str:
+    """A libpq key/value value: single-quoted, with backslash and quote escaped."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"

@@ -48,8 +48,6 @@ class Mlflow(Service):
         return [
             self.executable,
             "server",
-            "--backend-store-uri",
-            self.settings.tracking_uri,
             "--default-artifact-root",
             self.settings.artifact_root,
             "--host",
@@ -63,7 +61,13 @@ class Mlflow(Service):
     def env(self) -> dict[str, str]:
         # The server's background job runner (judges, prompt optimisation) forks seven
         # huey consumers, ~1.5 GB on its own; kappa's tracking and registry need none.
-        return {**super().env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        # The backend store URI holds the PostgreSQL password: the environment (readable
+        # by this user only), not the command line every user's `ps` shows.
+        return {
+            **super().env(),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_BACKEND_STORE_URI": self.settings.tracking_uri,
+        }
 
     def healthy(self) -> bool:
         try:

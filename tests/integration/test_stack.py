@@ -143,3 +143,44 @@ def test_topic_and_schema_survive_down_and_up(stack: Settings, unique_name) -> N
     assert value == b"kept"
     fetched = SchemaRegistryClient(registry_conf(stack)).get_schema(schema_id)
     assert json.loads(fetched.schema_str)["name"] == "Kept"
+
+
+def _command_lines(roots: set[int]) -> dict[int, str]:
+    """The command line of every process in the trees under ``roots``."""
+    parents, lines = {}, {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # ended meanwhile
+            continue
+        parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        lines[int(proc.name)] = line
+    ours, grew = set(roots), True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in ours} - ours
+        ours |= more
+        grew = bool(more)
+    return {p: lines[p] for p in ours if p in lines}
+
+
+def test_no_password_on_any_command_line(stack: Settings, topic_factory) -> None:
+    """`ps` shows no PostgreSQL password: not the services', not a Spark driver's."""
+    from stream_jobs import launcher
+
+    topic = topic_factory()
+    instance = f"secrets_{topic}"
+    pid = launcher.start(stack, "raw_clicks", ["--topic", topic], instance=instance)
+    try:
+        roots = {pid} | {p for s in local_stack.services(stack) if (p := s.pid()) is not None}
+        lines = _command_lines(roots)
+        password = stack.postgres.password.get_secret_value()
+        leaks = [f":{password}@", f"password={password}", "jdbc.password", "store-uri"]
+        assert pid in lines and "--properties-file" in lines[pid]
+        assert any("mlflow" in line and " server" in line for line in lines.values())
+        found = {p: line for p, line in lines.items() if any(leak in line for leak in leaks)}
+        assert not found, found
+    finally:
+        launcher.stop(stack, instance)

@@ -28,7 +28,28 @@ def test_environment_overrides_with_component_prefix(monkeypatch: pytest.MonkeyP
     assert RegistrySettings().ccompat_url == "http://registry.example:8080/apis/ccompat/v7"
     pg = PostgresSettings()
     assert "s3cret" not in repr(pg)  # SecretStr hides it
-    assert "password=s3cret" in pg.dsn("shop")
+    assert "password='s3cret'" in pg.dsn("shop")
+
+
+@pytest.mark.parametrize("password", ["p@ss:w/rd", "it's a \\ secret", "%41 ?#&="])
+def test_passwords_are_escaped_in_every_dsn_and_url(
+    monkeypatch: pytest.MonkeyPatch, password: str
+) -> None:
+    from psycopg2.extensions import parse_dsn
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.setenv("KAPPA_POSTGRES_PASSWORD", password)
+    monkeypatch.setenv("KAPPA_POSTGRES_USER", "kap pa@x")
+    pg = PostgresSettings()
+    parsed = parse_dsn(pg.dsn("shop"))
+    assert (parsed["password"], parsed["user"], parsed["dbname"]) == (password, "kap pa@x", "shop")
+    url = make_url(pg.sqlalchemy_url("mlflow"))
+    assert (url.password, url.username, url.database, url.port) == (
+        password,
+        "kap pa@x",
+        "mlflow",
+        pg.port,
+    )
 
 
 def test_external_cluster_override(monkeypatch: pytest.MonkeyPatch) -> None:

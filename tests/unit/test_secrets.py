@@ -1,0 +1,68 @@
+"""No secret on a process command line: the Spark jobs' and MLflow server's argv."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.services.mlflow import Mlflow
+from kappa.settings import Settings, get_settings
+from stream_jobs import launcher
+
+PASSWORD = "pa ss=w:rd\\'x"  # every character java.util.Properties or a URL treats specially
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
+    """The test stack's settings (its jars), a password full of special characters and
+    a state folder of the test's own."""
+    monkeypatch.setenv("KAPPA_POSTGRES_PASSWORD", PASSWORD)
+    monkeypatch.setenv("KAPPA_JARS", str(get_settings().stack.jars_dir))
+    monkeypatch.setenv("KAPPA_STATE_DIR", str(tmp_path / "state"))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def test_spark_jobs_get_the_catalog_password_from_a_private_file(settings: Settings) -> None:
+    spec = launcher.job(settings, "features")
+    argv = launcher.submit_command(settings, spec, ["--name", "features"])
+    assert not [a for a in argv if PASSWORD in a or "password" in a.lower()]
+    path = Path(argv[argv.index("--properties-file") + 1])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "jdbc.password" in path.read_text()
+
+
+def test_spark_reads_the_secret_file_back_exactly(settings: Settings, tmp_path: Path) -> None:
+    """The file in java.util.Properties syntax, as spark-submit's JVM reads it."""
+    key = "spark.kappa.test.password"
+    path = launcher.write_properties(tmp_path, {key: PASSWORD, "spark.ui.enabled": "false"})
+    script = tmp_path / "show.py"
+    script.write_text(
+        "from pyspark.sql import SparkSession\n"
+        "s = SparkSession.builder.getOrCreate()\n"
+        f"print('VALUE=' + repr(s.conf.get({key!r})))\n"
+        "s.stop()\n"
+    )
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    done = subprocess.run(
+        [str(spark_submit), "--master", "local[1]", "--properties-file", str(path), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )
+    assert f"VALUE={PASSWORD!r}" in done.stdout
+
+
+def test_mlflow_server_gets_its_store_uri_from_the_environment(settings: Settings) -> None:
+    server = Mlflow(settings)
+    assert not [a for a in server.command() if "postgresql" in a or "kappa:" in a]
+    assert server.env()["MLFLOW_BACKEND_STORE_URI"] == settings.tracking_uri
