@@ -88,10 +88,11 @@ def test_second_up_is_a_noop(stack: Settings) -> None:
 
 
 def test_status_json_lists_every_service_healthy(stack: Settings) -> None:
-    out = subprocess.run(
-        [KAPPA, "status", "--output", "json"], capture_output=True, text=True, check=True
-    ).stdout
-    services = json.loads(out)["services"]
+    done = subprocess.run(
+        [KAPPA, "status", "--output", "json"], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    services = json.loads(done.stdout)["services"]
     assert [s["name"] for s in services] == ["postgres", "kafka", "registry", "connect", "mlflow"]
     for svc in services:
         assert set(svc) >= {"name", "pid", "endpoint", "healthy", "version"}
