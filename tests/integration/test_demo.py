@@ -43,7 +43,7 @@ def demo(lake: Settings) -> Iterator[dict[str, Any]]:
             check=False,
             capture_output=True,
             text=True,
-            timeout=1500,
+            timeout=DEMO_TIMEOUT_S,
             cwd=PROJECT_ROOT,
         )
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
