@@ -54,11 +54,17 @@ def tables(settings: Settings) -> list[dict[str, Any]]:
 
 def quarantine(settings: Settings) -> list[dict[str, Any]]:
     """Records in each quarantine table, per reason."""
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
     from kappa.catalog import load_catalog
 
     catalog = load_catalog(settings)
-    out = []
-    for ident in sorted(catalog.list_tables(names.QUARANTINE)):
+    out: list[dict[str, Any]] = []
+    try:
+        idents = catalog.list_tables(names.QUARANTINE)
+    except NoSuchNamespaceError:  # a new stack: no job has created its tables yet
+        return out
+    for ident in sorted(idents):
         table = catalog.load_table(ident)
         if table.current_snapshot() is None:
             continue
