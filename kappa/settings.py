@@ -99,15 +99,18 @@ class PostgresSettings(BaseSettings):
         return (self.shop_db, self.catalog_db, self.registry_db, self.mlflow_db)
 
     def dsn(self, database: str) -> str:
-        """libpq key/value connection string for ``database`` (every value quoted)."""
-        values = {
-            "host": self.host,
-            "port": str(self.port),
-            "dbname": database,
-            "user": self.user,
-            "password": self.password.get_secret_value(),
-        }
-        return " ".join(f"{key}={_libpq_quote(value)}" for key, value in values.items())
+        """libpq key/value connection string for ``database`` (values quoted where needed)."""
+        from psycopg2.extensions import make_dsn
+
+        return str(
+            make_dsn(
+                host=self.host,
+                port=self.port,
+                dbname=database,
+                user=self.user,
+                password=self.password.get_secret_value(),
+            )
+        )
 
     def jdbc_url(self, database: str) -> str:
         return f"jdbc:postgresql://{self.host}:{self.port}/{database}"
@@ -443,9 +446,3 @@ def _explain(exc: Any) -> str:
         f"{name}={error.get('input')!r} is not a valid setting: {error.get('msg')}; "
         f"fix or unset {name}"
     )
-
-
-def _libpq_quote(value: str) -> str:
-    """A libpq key/value value: single-quoted, with backslash and quote escaped."""
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{escaped}'"

@@ -148,9 +148,9 @@ def write_properties(folder: Path, values: dict[str, str]) -> Path:
 
     lines = [f"{escape(k, '=: ')}={escape(v)}" for k, v in values.items()]
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_CREAT: narrow it first
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:
         out.write("\n".join(lines) + "\n")
-    path.chmod(0o600)
     return path
 
 
@@ -254,8 +254,20 @@ def _group_alive(pgid: int) -> bool:
 
 
 def last_progress(settings: Settings, name: str) -> dict[str, Any] | None:
-    progress = all_progress(settings, name)
-    return progress[-1] if progress else None
+    """The query's newest whole progress record (parsed from the end, not the whole log)."""
+    path = job_dir(settings, name) / "progress.jsonl"
+    if not path.exists():
+        return None
+    skipped = 0
+    for line in reversed(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+        if line.strip():
+            record = _progress_record(line)
+            if record is not None:
+                _say_skipped(path, skipped)
+                return record
+            skipped += 1
+    _say_skipped(path, skipped)
+    return None
 
 
 def offsets_behind(settings: Settings, progress: dict[str, Any] | None) -> dict[str, int]:
@@ -347,26 +359,30 @@ def all_progress(settings: Settings, query: str) -> list[dict[str, Any]]:
         return []
     records, skipped = [], 0
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            skipped += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            skipped += 1
+        if line.strip():
+            record = _progress_record(line)
+            if record is None:
+                skipped += 1
+            else:
+                records.append(record)
+    _say_skipped(path, skipped)
+    return records
+
+
+def _progress_record(line: str) -> dict[str, Any] | None:
+    """One progress line as a record; None for a torn or foreign line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _say_skipped(path: Path, skipped: int) -> None:
     if skipped:
         logger.warning(
-            "%s: skipped %d unreadable line(s) (torn by a crash or a full disk); "
-            "the other %d progress records are used",
-            path,
-            skipped,
-            len(records),
+            "%s: skipped %d unreadable line(s) (torn by a crash or a full disk)", path, skipped
         )
-    return records
 
 
 def dropped_by_watermark(settings: Settings, query: str) -> int:

@@ -278,22 +278,20 @@ def _log_model(mlflow: Any, model: Any, data: Dataset, name: str) -> str | None:
     # logging): kept in kappa's log file, off the user's terminal.
     printed = io.StringIO()
     with contextlib.redirect_stderr(printed):
-        info = _log_sklearn(mlflow, model, signature, example, name)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=name,
+            # Our own HistGradientBoosting model: its tree predictor is a type we trust.
+            skops_trusted_types=[
+                "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+            ],
+        )
     for line in filter(None, printed.getvalue().splitlines()):
         logging.getLogger("mlflow.registry").info(line)
     return str(info.registered_model_version) if info.registered_model_version else None
-
-
-def _log_sklearn(mlflow: Any, model: Any, signature: Any, example: Any, name: str) -> Any:
-    return mlflow.sklearn.log_model(
-        model,
-        name="model",
-        signature=signature,
-        input_example=example,
-        registered_model_name=name,
-        # Our own HistGradientBoosting model: its tree predictor is a type we trust.
-        skops_trusted_types=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
-    )
 
 
 def _model_params(model: Any) -> dict[str, Any]:
