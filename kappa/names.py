@@ -35,6 +35,11 @@ QUARANTINE = "quarantine"
 LAKE_NAMESPACES = (RAW, CDC, FEATURES, QUARANTINE)
 """Every namespace of the lake, in the order of the data flow."""
 
+# ------------------------------------------------------------- quarantine reasons
+
+FUTURE_EVENT_TIME = "future_event_time"
+"""Quarantine reason of an event stamped beyond ``KAPPA_FEATURES_MAX_FUTURE_SKEW`` ahead."""
+
 # ----------------------------------------------------------- snapshot marker keys
 
 QUERY_ID_PROP = "kappa.query-id"

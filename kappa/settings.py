@@ -231,6 +231,10 @@ class TopicSettings(BaseSettings):
         default="shop",
         description="Debezium's topic.prefix: table public.t is captured to <prefix>.public.t.",
     )
+    cdc_partitions: int = Field(
+        default=3, description="Partitions of each CDC topic (kappa creates them before Connect)."
+    )
+    cdc_replication: int = Field(default=1, description="Replication factor of each CDC topic.")
 
 
 class ProducerSettings(BaseSettings):
@@ -287,6 +291,28 @@ class SparkSettings(BaseSettings):
     state_store: str = Field(default="rocksdb", description="rocksdb or hdfs (Spark's default).")
 
 
+class SupervisorSettings(BaseSettings):
+    """How the streaming jobs are kept running (``kappa.supervisor``)."""
+
+    model_config = _config("KAPPA_SUPERVISOR_")
+
+    restart_budget: int = Field(
+        default=5, description="Restarts allowed within the window; then the job stays down."
+    )
+    restart_window: Duration = Field(
+        default=timedelta(minutes=10), description="The window the restart budget counts in."
+    )
+    backoff_first: Duration = Field(
+        default=timedelta(seconds=2), description="Wait before the first restart (doubles)."
+    )
+    backoff_max: Duration = Field(
+        default=timedelta(minutes=1), description="Longest wait between restarts."
+    )
+    stop_grace: Duration = Field(
+        default=timedelta(seconds=60), description="A stop waits this long before SIGKILL."
+    )
+
+
 class FeatureSettings(BaseSettings):
     """Event-time semantics of the windowed feature jobs."""
 
@@ -298,6 +324,12 @@ class FeatureSettings(BaseSettings):
     )
     session_gap: Duration = Field(
         default=timedelta(minutes=30), description="Inactivity that ends a session."
+    )
+    max_future_skew: Duration = Field(
+        default=timedelta(minutes=5),
+        description="An event whose event_time is further ahead of when it reached Kafka "
+        "(or of processing, if earlier) is quarantined as future_event_time: it never "
+        "reaches a window or the watermark, and stays in raw.clicks.",
     )
     namespace: str = Field(
         default=names.FEATURES, description="Iceberg namespace the feature jobs write into."
@@ -383,6 +415,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     producer: ProducerSettings = Field(default_factory=ProducerSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)

@@ -64,13 +64,26 @@ def ensure(
 
 def ensure_clicks(settings: Settings, name: str | None = None) -> bool:
     """Create the click topic (or ``name``, e.g. a test's) with the click topic's settings:
-    ``KAPPA_TOPICS_CLICKS_PARTITIONS``, ``…_REPLICATION`` and ``…_RETENTION``."""
+    ``KAPPA_TOPICS_CLICKS_PARTITIONS``, ``…_REPLICATION`` and ``…_RETENTION``.
+
+    Records are stamped with the broker's append time (``LogAppendTime``): the clock a
+    click's ``event_time`` is checked against (``KAPPA_FEATURES_MAX_FUTURE_SKEW``), the
+    same on every replay and out of any producer's hands.
+    """
     spec = settings.topics
-    config = {}
+    config = {"message.timestamp.type": "LogAppendTime"}
     if spec.clicks_retention is not None:
         config["retention.ms"] = str(spec.clicks_retention // timedelta(milliseconds=1))
     topic = name or spec.clicks
     return ensure(settings, topic, spec.clicks_partitions, spec.clicks_replication, config=config)
+
+
+def ensure_cdc(settings: Settings, name: str) -> bool:
+    """Create CDC topic ``name`` as Debezium would (``KAPPA_TOPICS_CDC_PARTITIONS``,
+    ``…_REPLICATION``; delete, not compact: the changelog replays every change)."""
+    spec = settings.topics
+    config = {"cleanup.policy": "delete"}
+    return ensure(settings, name, spec.cdc_partitions, spec.cdc_replication, config=config)
 
 
 def consumer(settings: Settings, purpose: str = "kappa") -> Any:

@@ -71,6 +71,10 @@ class Summary:
     oltp: dict[str, int] = field(default_factory=dict)
     sim_start: str = ""
     sim_end: str = ""
+    # Events stamped more than ``future_skew_s`` ahead of the wall clock when sent: the
+    # feature jobs quarantine them as future_event_time (KAPPA_FEATURES_MAX_FUTURE_SKEW).
+    ahead_of_wall_clock: int = 0
+    future_skew_s: float = 0.0
     wall_s: float = 0.0
     events_per_s: float = 0.0
     interrupted: bool = False
@@ -126,6 +130,7 @@ def produce(
         first_signup_id=sim.world.next_customer_id,
     )
     summary.sim_start = config.start.isoformat()
+    summary.future_skew_s = settings.features.max_future_skew.total_seconds()
     try:
         _loop(sim, sink, writer, options=options, summary=summary, progress=progress)
     except KeyboardInterrupt:
@@ -172,6 +177,7 @@ def _loop(
             break
         n = int(min(batch, count - sink.sent))
         until = start_ms + int((elapsed + 0.02) * options.speed * 1000) if options.speed else None
+        sim.ahead_limit = int((time.time() + summary.future_skew_s) * 1000)
         try:
             deliveries = sim.take(n, until)
         except wire.RecordError as exc:
@@ -215,6 +221,7 @@ def _fill(
     summary.delivered = sink.delivered
     summary.events_by_type = sim.by_type
     summary.late, summary.duplicates, summary.orders_placed = sim.late, sim.duplicates, sim.orders
+    summary.ahead_of_wall_clock = sim.ahead
     summary.oltp = dict(writer.counts) if writer is not None else {}
     summary.sim_end = as_datetime(sim.now).isoformat()
     summary.events_per_s = round(sink.sent / summary.wall_s, 1) if summary.wall_s else 0.0

@@ -174,6 +174,10 @@ class Simulator:
         self.counts = [0] * len(EVENT_TYPES)
         self.late = self.duplicates = 0
         self.orders = 0
+        # Deliveries whose event time lies beyond ``ahead_limit`` (epoch millis; the caller
+        # moves it with the wall clock): the events a live feature job will refuse.
+        self.ahead_limit: int | None = None
+        self.ahead = 0
         self.oltp: list[OltpOp] = []
         # Order ids are the OLTP table's key: a run into a database that already has orders
         # continues after them (like a sequence) instead of overwriting them.
@@ -223,6 +227,7 @@ class Simulator:
         heap, pop, rng = self.heap, heapq.heappop, self.rng
         late, dup = self.config.late_fraction, self.config.duplicate_fraction
         counts = self.counts
+        limit = self.ahead_limit if self.ahead_limit is not None else 1 << 62
         while len(out) < n:
             if until is not None and heap[0][0] > until:
                 break
@@ -240,6 +245,7 @@ class Simulator:
             elif kind == _DUPLICATE:
                 out.append(obj)
                 self.duplicates += 1
+                self.ahead += when > limit  # a copy is sent within seconds of its original
                 continue
             else:
                 self._background(kind, obj, when)
@@ -247,6 +253,7 @@ class Simulator:
             delivery = (record["key"], self.encode(record["value"]))
             out.append(delivery)
             counts[record["type"]] += 1
+            self.ahead += record["value"]["event_time"] > limit
             if dup and rng.random() < dup:
                 self._push(when + int(rng.expovariate(1 / 2_000)) + 1, _DUPLICATE, delivery)
         return out

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from kappa import registry
+from kappa import names, registry
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,30 @@ class Contract:
 
     subject: str
     required: tuple[str, ...]  # top-level fields that must be non-null after decoding
+    # An event time further ahead than this of when the record reached Kafka (or of
+    # processing, if earlier) fails as ``future_event_time``; None: no such check.
+    time_field: str | None = None
+    max_future_skew: timedelta | None = None
+
+
+def arrival_time(kafka_timestamp: Any, processed_at: Any) -> Any:
+    """The clock a record's event time is checked against: when it reached Kafka, or when
+    it was processed if that is earlier (a producer's record timestamp can lie too).
+
+    On a click topic with ``message.timestamp.type=LogAppendTime`` this is the broker's
+    append time, so a replay of the same offsets decides exactly as the live run did.
+    """
+    from pyspark.sql import functions as F
+
+    return F.least(kafka_timestamp, processed_at)
+
+
+def ahead_of(event_time: Any, reference: Any, skew: timedelta) -> Any:
+    """``event_time`` more than ``skew`` after ``reference`` (exact to the microsecond)."""
+    from pyspark.sql import functions as F
+
+    limit = F.unix_micros(reference) + F.lit(skew // timedelta(microseconds=1))
+    return F.unix_micros(event_time) > limit
 
 
 def frame(df: Any) -> Any:
@@ -102,6 +127,11 @@ def decode(df: Any, writers: dict[int, str], reader: str, contract: Contract) ->
             ),
         )
     )
+    if contract.time_field and contract.max_future_skew is not None:
+        arrived = arrival_time(F.col("timestamp"), F.current_timestamp())
+        event_time = F.col(f"record.{contract.time_field}")
+        future = ahead_of(event_time, arrived, contract.max_future_skew)
+        reason = reason.when(future, F.lit(names.FUTURE_EVENT_TIME))
     return decoded.withColumn("reason", reason)
 
 

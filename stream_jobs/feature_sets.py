@@ -18,6 +18,7 @@ from typing import Any
 from iceberg.tables import RAW_CLICKS, cdc_mirror
 from kappa.durations import to_spark
 from kappa.settings import Settings
+from stream_jobs.avro import ahead_of, arrival_time
 from stream_jobs.runtime import JobContext
 
 EVENT_COLUMNS = (
@@ -179,13 +180,16 @@ def window_end(name: str) -> str:
 
 
 def raw_events(spark: Any, settings: Settings, topic: str | None = None) -> Any:
-    """Click events as archived in ``raw.clicks`` (every delivery, duplicates included)."""
+    """Click events as archived in ``raw.clicks`` (every delivery, duplicates included),
+    less those the live job refuses as stamped in the future (the same test as
+    ``raw_clicks``' against ``ingested_at``, its processing time)."""
     from pyspark.sql import functions as F
 
     raw = spark.table(f"{settings.catalog.name}.{RAW_CLICKS.ident}")
     if topic:
         raw = raw.where(F.col("kafka_topic") == topic)
-    return raw
+    arrived = arrival_time(F.col("kafka_timestamp"), F.col("ingested_at"))
+    return raw.where(~ahead_of(F.col("event_time"), arrived, settings.features.max_future_skew))
 
 
 def late_windows(

@@ -132,7 +132,11 @@ def wait_for_schema(settings: Settings, decoding: Decoding, rng: SourceRange) ->
             if rng.available_now:
                 raise
             if not announced:
-                logger.info("waiting for a schema under %s (no producer yet)", decoding.subject)
+                logger.info(
+                    "waiting for a schema under %s (no producer yet)",
+                    decoding.subject,
+                    extra={"event": "waiting_for_schema", "subject": decoding.subject},
+                )
                 announced = True
             time.sleep(5)
 
@@ -155,8 +159,18 @@ def click_events(decoded: Any, decoding: Decoding) -> Any:
 
 
 def event_stream(ctx: JobContext, topic: str, rng: SourceRange, decoding: Decoding) -> Any:
-    """Decoded click events off ``topic``: watermarked, each ``event_id`` once."""
-    contract = avro.Contract(subject=decoding.subject, required=avro_required())
+    """Decoded click events off ``topic``: watermarked, each ``event_id`` once.
+
+    An event stamped beyond ``KAPPA_FEATURES_MAX_FUTURE_SKEW`` ahead of its arrival is
+    dropped before the watermark (raw_clicks quarantines it), so one bad clock cannot
+    make every later event late.
+    """
+    contract = avro.Contract(
+        subject=decoding.subject,
+        required=avro_required(),
+        time_field="event_time",
+        max_future_skew=ctx.settings.features.max_future_skew,
+    )
     framed = avro.frame(kafka_source(ctx.spark, ctx.settings, [topic], rng))
     decoded = avro.decode(framed, decoding.writers, decoding.reader, contract)
     return dedupe(click_events(decoded, decoding), ctx.settings)
@@ -186,7 +200,7 @@ def late_report(
     Compares the table with ``raw.clicks`` (which keeps every event, late or not)
     up to the live query's current watermark; ``raw_clicks`` must have caught up.
     """
-    from stream_jobs.launcher import dropped_by_watermark, last_progress
+    from stream_jobs.progress import dropped_by_watermark, last_progress
 
     if name not in DEFINITIONS:
         raise ValueError(f"unknown feature set {name!r}; known: {sorted(DEFINITIONS)}")

@@ -7,13 +7,13 @@ log and ``progress.jsonl`` (one ``StreamingQueryProgress`` per micro-batch).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,13 @@ from iceberg.tables import (
     cdc_mirror,
     feature_table,
 )
-from kappa import names
+from kappa import names, supervisor
 from kappa.exceptions import KappaError
-from kappa.processes import running_pid
+from kappa.processes import alive, end_group, kill_group, running_pid, signal_group
 from kappa.settings import PROJECT_ROOT, Settings
 from kappa.spark import spark_conf, spark_env
+from stream_jobs import startup
+from stream_jobs.progress import dropped_by_watermark, last_progress, processed_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,23 @@ def jobs(settings: Settings) -> dict[str, JobSpec]:
     return {spec.name: spec for spec in specs}
 
 
+def ensure_topics(settings: Settings, specs: list[JobSpec] | None = None) -> list[str]:
+    """Create the topics ``specs`` (default: every job) read, with their configured
+    partitions, replication and retention; returns the ones created now."""
+    from kappa import topics
+
+    created = []
+    for spec in specs or list(jobs(settings).values()):
+        for topic in spec.topics:
+            if topic == names.clicks_topic(settings):
+                made = topics.ensure_clicks(settings, topic)
+            else:
+                made = topics.ensure_cdc(settings, topic)
+            if made:
+                created.append(topic)
+    return created
+
+
 class UnknownJobError(KappaError):
     """A stream job name that is not defined."""
 
@@ -105,6 +124,36 @@ def job(settings: Settings, name: str) -> JobSpec:
 
 def job_dir(settings: Settings, name: str) -> Path:
     return settings.stack.state_dir / "streams" / name
+
+
+JOB_FILE = "job"
+"""In an instance's folder: the name of the job it runs."""
+
+
+def instances(settings: Settings) -> dict[str, str]:
+    """Instance -> job, for every job instance started here (the jobs first, in order)."""
+    found = {}
+    for folder in sorted((settings.stack.state_dir / "streams").glob("*")):
+        with contextlib.suppress(OSError):
+            found[folder.name] = (folder / JOB_FILE).read_text().strip()
+    known = jobs(settings)
+    ordered = {name: name for name in known if name in found or job_dir(settings, name).exists()}
+    ordered.update({i: j for i, j in found.items() if i not in ordered and j in known})
+    return ordered
+
+
+def job_of(settings: Settings, name: str) -> str:
+    """The job instance ``name`` runs (a job's own name is its default instance).
+
+    Raises:
+        UnknownJobError: Neither a job nor an instance started here.
+    """
+    if name in jobs(settings):
+        return name
+    found = instances(settings).get(name)
+    if found is None:
+        job(settings, name)  # raises, listing the known jobs
+    return str(found)
 
 
 SECRET_KEY_PARTS = ("password", "secret", "token")
@@ -155,119 +204,142 @@ def write_properties(folder: Path, values: dict[str, str]) -> Path:
 
 
 def pid(settings: Settings, name: str) -> int | None:
-    """The pid of the job's running driver, or None."""
-    return running_pid(job_dir(settings, name) / "pid", name)
+    """The pid of the job's running driver (``spark-submit``), or None."""
+    return running_pid(job_dir(settings, name) / supervisor.PID_FILE, name)
+
+
+def supervisor_pid(settings: Settings, name: str) -> int | None:
+    """The pid of the job's supervisor, or None."""
+    return running_pid(job_dir(settings, name) / supervisor.SUPERVISOR_PID_FILE, supervisor.MARKER)
+
+
+def policy(settings: Settings) -> supervisor.Policy:
+    """The restart policy of ``KAPPA_SUPERVISOR_*``."""
+    cfg = settings.supervisor
+    return supervisor.Policy(
+        budget=cfg.restart_budget,
+        window_s=cfg.restart_window.total_seconds(),
+        first_backoff_s=cfg.backoff_first.total_seconds(),
+        max_backoff_s=cfg.backoff_max.total_seconds(),
+        grace_s=cfg.stop_grace.total_seconds(),
+    )
 
 
 def start(
     settings: Settings, name: str, args: list[str] | None = None, instance: str | None = None
 ) -> int:
-    """Start job ``name`` in the background; return the driver's pid.
+    """Start job ``name`` under a supervisor in the background; return the driver's pid
+    once its queries have started.
 
     ``instance`` runs a second copy under another query name (own checkpoint and folder),
     e.g. over another topic: ``start(s, "raw_clicks", ["--topic", "t"], instance="x")``.
+
+    Raises:
+        StartupError: The driver exited before its queries started (the message has the
+            reason from its log); the supervisor goes on restarting it with backoff.
     """
+    return start_many(settings, [(name, args, instance)])[0]
+
+
+def start_many(
+    settings: Settings, wanted: list[tuple[str, list[str] | None, str | None]]
+) -> list[int]:
+    """Start several jobs (``(name, args, instance)`` each) at once; their pids once every
+    one has started its queries. Raises :class:`StartupError` as :func:`start` does."""
+    launched = [_launch(settings, name, args, instance) for name, args, instance in wanted]
+    return [launch() for launch in launched]
+
+
+def _launch(
+    settings: Settings, name: str, args: list[str] | None, instance: str | None
+) -> Callable[[], int]:
+    """Spawn the job's supervisor unless it runs; returns the wait for its start."""
     spec = job(settings, name)
     instance = instance or name
     running = pid(settings, instance)
-    if running is not None:
-        return running
+    if running is not None and supervisor_pid(settings, instance) is not None:
+        return lambda: running
+    if running is not None:  # a driver left unsupervised (its supervisor was killed)
+        stop(settings, instance)
+    if "--topic" not in (args or []):  # a job never starts against a missing topic
+        ensure_topics(settings, [spec])
     folder = job_dir(settings, instance)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / JOB_FILE).write_text(f"{spec.name}\n")
     env = dict(os.environ)
     env["PYSPARK_PYTHON"] = sys.executable
     env.update(spark_env(settings))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     command = submit_command(settings, spec, ["--name", instance, *(args or [])], folder)
-    log_path = folder / "driver.log"
-    for attempt in range(2):
-        with log_path.open("ab") as log:
-            mark = log.tell()
-            proc = subprocess.Popen(
-                command,
-                cwd=folder,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        (folder / "pid").write_text(f"{proc.pid}\n")
-        if _shows_life(proc, log_path, mark) or attempt:
-            return proc.pid
-        # Twice in CI a spark-submit started right after a kill -9 wrote nothing at all
-        # (not even the JVM's first line) and never went on; the cause is unknown.
-        # A driver that has not begun after STARTUP_S is replaced once, and says so.
-        stop(settings, instance, timeout_s=10, force=True)
-        with log_path.open("ab") as log:
-            log.write(
-                f"kappa: spark-submit (pid {proc.pid}) printed nothing in {STARTUP_S:.0f}s; "
-                "killed it and started it again\n".encode()
-            )
-    return proc.pid
+    log_path = folder / supervisor.LOG_FILE
+    mark = log_path.stat().st_size if log_path.exists() else 0
+    (folder / supervisor.STATE_FILE).unlink(missing_ok=True)
+    with (folder / "supervisor.log").open("ab") as log:
+        keeper = subprocess.Popen(
+            supervisor.command(folder, instance, command, policy(settings)),
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return lambda: startup.await_start(instance, folder, log_path, mark, keeper)
 
 
-STARTUP_S = 90.0
+def stop(
+    settings: Settings, name: str, timeout_s: float | None = None, force: bool = False
+) -> bool:
+    """Stop the job and its supervisor (no restart follows): the driver gets SIGTERM, then
+    SIGKILL after ``timeout_s`` (default ``KAPPA_SUPERVISOR_STOP_GRACE``); ``force``: at once.
 
-
-def _shows_life(proc: subprocess.Popen[bytes], log_path: Path, mark: int) -> bool:
-    """Whether the new driver wrote anything (or already exited) within STARTUP_S."""
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None or log_path.stat().st_size > mark:
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def stop(settings: Settings, name: str, timeout_s: float = 60, force: bool = False) -> bool:
-    """Stop the job's driver (SIGTERM, then SIGKILL; ``force``: SIGKILL at once)."""
-    running = pid(settings, name)
-    if running is None:
+    Returns only when every process of the driver's group is gone, so a restart never
+    overlaps them.
+    """
+    grace = settings.supervisor.stop_grace.total_seconds() if timeout_s is None else timeout_s
+    folder = job_dir(settings, name)
+    keeper, running = supervisor_pid(settings, name), pid(settings, name)
+    if keeper is None and running is None:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(running, signal.SIGKILL if force else signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and pid(settings, name) is not None:
-        time.sleep(0.5)
-    if pid(settings, name) is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(running, signal.SIGKILL)
-    # The driver's children (the Python driver, the JVM) share its process group:
-    # return only when all of them are gone, so a restart never overlaps them.
-    while time.monotonic() < deadline + 30 and _group_alive(running):
-        time.sleep(0.2)
-    (job_dir(settings, name) / "pid").unlink(missing_ok=True)
+    if keeper is not None:
+        if force:
+            signal_group(keeper, signal.SIGKILL)  # no restart, and no grace for the driver
+        else:
+            signal_group(keeper, signal.SIGTERM)
+            deadline = time.monotonic() + grace + 30
+            while time.monotonic() < deadline and alive(keeper):
+                time.sleep(0.2)
+    if running is not None:
+        end_group(running, 0 if force else grace)
+    if keeper is not None:
+        kill_group(keeper)
+    for file in (supervisor.PID_FILE, supervisor.SUPERVISOR_PID_FILE):
+        (folder / file).unlink(missing_ok=True)
     return True
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a live (non-zombie) process of process group ``pgid`` remains."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
-
-
-def last_progress(settings: Settings, name: str) -> dict[str, Any] | None:
-    """The query's newest whole progress record (parsed from the end, not the whole log)."""
-    path = job_dir(settings, name) / "progress.jsonl"
-    if not path.exists():
-        return None
-    skipped = 0
-    for line in reversed(path.read_text(encoding="utf-8", errors="replace").splitlines()):
-        if line.strip():
-            record = _progress_record(line)
-            if record is not None:
-                _say_skipped(path, skipped)
-                return record
-            skipped += 1
-    _say_skipped(path, skipped)
-    return None
+def supervision(settings: Settings, name: str) -> dict[str, Any]:
+    """What the supervisor says about the job: status, restarts, last exit, uptime."""
+    state = supervisor.read_state(job_dir(settings, name))
+    if state is None:
+        return {"supervised": False}
+    keeper = supervisor_pid(settings, name)
+    status = state.get("status")
+    if keeper is None and status in ("running", "backoff", "starting"):
+        status = "unsupervised" if pid(settings, name) else "dead"
+    started = state.get("started_at")
+    last = state.get("last_exit") or {}
+    return {
+        "supervised": keeper is not None,
+        "status": status,
+        "restarts": int(state.get("restarts") or 0),
+        "last_exit": last.get("reason"),
+        "last_exit_at": last.get("at"),
+        "uptime_s": round(time.time() - float(started), 1)
+        if status == "running" and started is not None
+        else None,
+        "note": state.get("note") or None,
+    }
 
 
 def offsets_behind(settings: Settings, progress: dict[str, Any] | None) -> dict[str, int]:
@@ -287,21 +359,6 @@ def offsets_behind(settings: Settings, progress: dict[str, Any] | None) -> dict[
     finally:
         client.close()
     return behind
-
-
-def processed_offsets(progress: dict[str, Any] | None) -> dict[str, dict[str, int]]:
-    """``{topic: {partition: offset}}`` a query had read up to at the end of a batch.
-
-    Spark's progress gives each source's ``endOffset`` as JSON text or an object; the
-    offset is the next one to read (exclusive).
-    """
-    out: dict[str, dict[str, int]] = {}
-    for source in (progress or {}).get("sources", []):
-        end = source.get("endOffset")
-        end = json.loads(end) if isinstance(end, str) else end or {}
-        for topic, parts in end.items():
-            out.setdefault(topic, {}).update({str(p): int(o) for p, o in parts.items()})
-    return out
 
 
 def status(settings: Settings, name: str, job_name: str | None = None) -> dict[str, Any]:
@@ -329,6 +386,7 @@ def query_status(
     progress = last_progress(settings, query)
     out: dict[str, Any] = {"name": query, "pid": pid(settings, instance), "running": False}
     out["running"] = out["pid"] is not None
+    out["supervisor"] = supervision(settings, instance)
     if progress:
         watermark = (progress.get("eventTime") or {}).get("watermark")
         out.update(
@@ -349,57 +407,6 @@ def query_status(
         out["offsets_behind"] = offsets_behind(settings, progress)
         out["last_snapshot"] = last_committed_snapshot(settings, tables, str(progress.get("id")))
     return out
-
-
-def all_progress(settings: Settings, query: str) -> list[dict[str, Any]]:
-    """The query's progress records; a torn line (a crash or a full disk leaves one) is
-    skipped and said, never fatal."""
-    path = job_dir(settings, query) / "progress.jsonl"
-    if not path.exists():
-        return []
-    records, skipped = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if line.strip():
-            record = _progress_record(line)
-            if record is None:
-                skipped += 1
-            else:
-                records.append(record)
-    _say_skipped(path, skipped)
-    return records
-
-
-def _progress_record(line: str) -> dict[str, Any] | None:
-    """One progress line as a record; None for a torn or foreign line."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _say_skipped(path: Path, skipped: int) -> None:
-    if skipped:
-        logger.warning(
-            "%s: skipped %d unreadable line(s) (torn by a crash or a full disk)", path, skipped
-        )
-
-
-def dropped_by_watermark(settings: Settings, query: str) -> int:
-    """Events the query dropped as late (behind its watermark), over its whole progress log.
-
-    Counted where every event enters state: the de-duplication operator when the
-    query has one (Spark lists operators sink first), else the first stateful one.
-    Rows a later operator drops (an event late for some of its sliding windows only)
-    are listed per window by ``kappa features late``.
-    """
-    total = 0
-    for progress in all_progress(settings, query):
-        operators = progress.get("stateOperators") or []
-        dedupe = [o for o in operators if str(o.get("operatorName", "")).startswith("dedupe")]
-        entry = dedupe or operators[-1:]
-        total += sum(int(o.get("numRowsDroppedByWatermark") or 0) for o in entry)
-    return total
 
 
 def last_committed_snapshot(

@@ -5,12 +5,16 @@ Run it with ``kappa stream start raw_clicks`` or directly::
     spark-submit stream_jobs/raw_clicks.py [--available-now] [--starting earliest]
 
 The topic is ``KAPPA_TOPICS_CLICKS`` (default ``shop.clicks``) unless ``--topic`` names one.
-Source → decode → split (good / quarantined) → two idempotent appends.
+Source → decode → split (good / quarantined) → two idempotent appends. An event
+stamped beyond ``KAPPA_FEATURES_MAX_FUTURE_SKEW`` ahead of its arrival is archived in
+raw.clicks like every event *and* quarantined as ``future_event_time`` (the feature
+job never lets it reach a window), so the quarantine counts it.
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from typing import Any
 
 from iceberg.tables import QUARANTINE_CLICKS, RAW_CLICKS
@@ -35,9 +39,14 @@ NAME = names.RAW_CLICKS_JOB
 REQUIRED = ("event_id", "event_time", "produced_at", "user_id", "session_id", "event_type")
 
 
-def contract(topic: str) -> avro.Contract:
+def contract(topic: str, max_future_skew: timedelta | None = None) -> avro.Contract:
     """The click contract of ``topic`` (subject by TopicNameStrategy)."""
-    return avro.Contract(subject=names.value_subject(topic), required=REQUIRED)
+    return avro.Contract(
+        subject=names.value_subject(topic),
+        required=REQUIRED,
+        time_field="event_time",
+        max_future_skew=max_future_skew,
+    )
 
 
 def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
@@ -48,7 +57,8 @@ def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
         avro.decode_batch(df, ctx.settings.registry.ccompat_url, contract)
     ).persist()
     try:
-        good = decoded.where(F.col("reason").isNull()).select(
+        archived = F.col("reason").isNull() | (F.col("reason") == names.FUTURE_EVENT_TIME)
+        good = decoded.where(archived).select(
             "record.*", "schema_id", *KAFKA_COLS, F.current_timestamp().alias("ingested_at")
         )
         table = ctx.table(RAW_CLICKS.ident)
@@ -68,9 +78,8 @@ def run(
     """Start the query over ``topic`` (default: the settings' click topic); block until it stops."""
     topic = topic or names.clicks_topic(settings)
     spark = get_spark(settings, name)
-    ctx = JobContext(
-        settings=settings, name=name, spark=spark, params={"contract": contract(topic)}
-    )
+    params = {"contract": contract(topic, settings.features.max_future_skew)}
+    ctx = JobContext(settings=settings, name=name, spark=spark, params=params)
     run_query(ctx, kafka_source(spark, settings, [topic], rng), process_batch, rng)
     return ctx
 

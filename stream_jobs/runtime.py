@@ -13,6 +13,7 @@ planned batch that has no commit), so only that batch pays for the lookup.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from kappa.durations import to_spark
 from kappa.names import BATCH_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings
 from kappa.spark import checkpoint_root
+
+logger = logging.getLogger(__name__)
 
 KAFKA_COLS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp")
 
@@ -204,6 +207,11 @@ def start_query(
         writer = writer.trigger(processingTime=to_spark(ctx.settings.spark.trigger_interval))
     query = writer.start()
     ctx.query_id = str(query.id)
+    logger.info(
+        "query %s started",
+        ctx.name,
+        extra={"event": "query_started", "query": ctx.name, "query_id": ctx.query_id},
+    )
     return query
 
 

@@ -131,3 +131,25 @@ class CommandFailed(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.secho(f"error: {self.format_message()}", fg="red", err=True, file=file)
+
+
+def supervision_cells(supervised: dict[str, Any]) -> list[object]:
+    """State, restarts, uptime and last exit of a job's supervisor, for a status table."""
+    if not supervised.get("supervised") and not supervised.get("status"):
+        return ["", "", "", ""]
+    uptime = supervised.get("uptime_s")
+    up = "" if uptime is None else _duration(float(uptime))
+    return [
+        supervised.get("status") or "",
+        supervised.get("restarts", 0),
+        up,
+        supervised.get("last_exit") or "",
+    ]
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"

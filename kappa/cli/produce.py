@@ -157,6 +157,16 @@ def _run(out: Output, config: Any, options: Any) -> None:
         summary = run(config, options, settings, progress=_progress(update))
         update(completed=summary.sent, rate=summary.events_per_s)
     out.show(summary.as_dict(), _print_summary)
+    if summary.ahead_of_wall_clock:
+        click.secho(
+            f"warning: {summary.ahead_of_wall_clock:,} events were stamped more than "
+            f"{summary.future_skew_s:,.0f} s ahead of the wall clock (the simulated clock "
+            "ran ahead of it); the feature jobs quarantine them as future_event_time. "
+            "For live features use --speed 1, or --start in the past with a --speed that "
+            "ends the run by now",
+            fg="yellow",
+            err=True,
+        )
     if summary.failed or summary.in_flight:
         click.secho(
             f"error: {summary.failed + summary.in_flight} events not delivered to "
@@ -209,6 +219,7 @@ def _print_summary(report: dict[str, Any]) -> None:
         table.add_row(f"postgres: {name}", f"{n:,}")
     table.add_row("events/s", f"{report['events_per_s']:,.0f}")
     table.add_row("simulated", f"{report['sim_start'][:19]} → {report['sim_end'][:19]}")
+    table.add_row("ahead of wall clock", f"{report['ahead_of_wall_clock']:,}")
     Console().print(table)
     if report["interrupted"]:
         click.echo("interrupted: queued events were flushed")

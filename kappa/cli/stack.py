@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from kappa.cli._output import Output, output_option, print_table
+from kappa.cli._output import Output, output_option, print_table, supervision_cells
 from kappa.settings import get_settings
 
 
@@ -32,8 +32,13 @@ def install(out: Output) -> None:
 def up() -> None:
     """Start the services that are not running, in order, and wait until healthy."""
     from infra import stack
+    from stream_jobs import launcher
 
-    stack.up(get_settings(), report=click.echo)
+    settings = get_settings()
+    stack.up(settings, report=click.echo)
+    created = launcher.ensure_topics(settings)
+    if created:
+        click.echo(f"topics created: {', '.join(created)}")
 
 
 @click.command()
@@ -134,11 +139,15 @@ def _print_services(services: list[dict[str, Any]]) -> None:
 def _print_queries(queries: list[dict[str, Any]]) -> None:
     print_table(
         "stream queries",
-        ["query", "pid", "batch", "in rows/s", "done rows/s", "batch ms", "offsets behind"],
+        [
+            *("query", "pid", "state", "restarts", "up", "last exit", "batch", "in rows/s"),
+            *("done rows/s", "batch ms", "offsets behind"),
+        ],
         [
             [
                 q["name"],
                 q["pid"] or "stopped",
+                *supervision_cells(q.get("supervisor") or {}),
                 q.get("batch_id"),
                 q.get("input_rows_per_s"),
                 q.get("processed_rows_per_s"),

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from kappa.cli._output import Output, output_option, print_table
+from kappa.cli._output import Output, output_option, print_table, supervision_cells
 from kappa.settings import get_settings
 
 
@@ -48,11 +48,12 @@ def start(name: str, available_now: bool, out: Output) -> None:
 @click.argument("name")
 @output_option
 def stop(name: str, out: Output) -> None:
-    """Stop job NAME; it resumes from its checkpoint when started again."""
+    """Stop job NAME (or an instance of one) and its supervisor; it resumes from its
+    checkpoint when started again."""
     from stream_jobs import launcher
 
     settings = get_settings()
-    launcher.job(settings, name)
+    launcher.job_of(settings, name)  # a job or an instance of one, else one line and exit 1
     stopped = launcher.stop(settings, name)
     out.show(
         {"job": name, "stopped": stopped},
@@ -64,12 +65,15 @@ def stop(name: str, out: Output) -> None:
 @click.argument("names", nargs=-1)
 @output_option
 def status(names: tuple[str, ...], out: Output) -> None:
-    """Per query: last progress, offsets behind per partition, last Iceberg snapshot."""
+    """Per query (of NAMES: jobs or instances; default: all): supervisor state, restarts,
+    uptime, last exit, last progress, offsets behind per partition, last Iceberg snapshot."""
     from stream_jobs import launcher
 
     settings = get_settings()
-    jobs = names or tuple(launcher.jobs(settings))
-    rows = [row for n in jobs for row in launcher.statuses(settings, n)]
+    wanted = {n: launcher.job_of(settings, n) for n in names} or launcher.instances(settings)
+    if not wanted:
+        wanted = {n: n for n in launcher.jobs(settings)}
+    rows = [row for i, n in wanted.items() for row in launcher.statuses(settings, n, i)]
     out.show({"queries": rows}, lambda d: _print_queries(d["queries"]))
 
 
@@ -77,13 +81,14 @@ def _print_queries(rows: list[dict[str, Any]]) -> None:
     print_table(
         "stream queries",
         [
-            *("query", "pid", "batch", "in rows/s", "done rows/s", "batch ms", "behind"),
-            *("watermark", "late rows", "last snapshot"),
+            *("query", "pid", "state", "restarts", "up", "last exit", "batch", "in rows/s"),
+            *("done rows/s", "batch ms", "behind", "watermark", "late rows", "last snapshot"),
         ],
         [
             [
                 r["name"],
                 r["pid"] or "stopped",
+                *supervision_cells(r.get("supervisor") or {}),
                 r.get("batch_id"),
                 r.get("input_rows_per_s"),
                 r.get("processed_rows_per_s"),

@@ -73,16 +73,18 @@ def run(settings: Settings, options: DemoOptions, report: Report = logger.info) 
 
     start_stack(settings, report)
     start = shop_start(settings, timedelta(seconds=options.minutes * 60 * SPEED))
+    speed = shop_speed(start, options.minutes * 60)
     seed = int(start.timestamp()) if options.seed is None else options.seed
     report(
         f"{STEP}simulated shop: {options.minutes} min at {options.rate} events/s, shop clock "
-        f"from {start:%Y-%m-%d %H:%M}, seed {seed}, world seed {options.world_seed}"
+        f"from {start:%Y-%m-%d %H:%M} at {speed:,.0f}x, seed {seed}, "
+        f"world seed {options.world_seed}"
     )
     traffic = produce(
         SimulationConfig(
             seed=seed, world_seed=options.world_seed, start=start, customers=CUSTOMERS
         ),
-        RunOptions(duration_s=options.minutes * 60, rate=options.rate, speed=SPEED),
+        RunOptions(duration_s=options.minutes * 60, rate=options.rate, speed=speed),
         settings,
     )
     report(
@@ -126,24 +128,35 @@ def start_stack(settings: Settings, report: Report = logger.info) -> None:
     apply(settings)
     wait_running(settings, "shop-postgres", timeout_s=120)
     report(f"{STEP}streaming jobs")
-    for job in names.JOBS:
-        pid = launcher.start(settings, job)
+    pids = launcher.start_many(settings, [(job, None, None) for job in names.JOBS])
+    for job, pid in zip(names.JOBS, pids, strict=True):
         report(f"{job}: pid {pid}, log {launcher.job_dir(settings, job) / 'driver.log'}")
+
+
+def shop_speed(start: datetime, wall_s: float) -> float:
+    """The shop clock's speed that ends a ``wall_s`` run from ``start`` at about now: SPEED
+    for a first run, less for a re-run that resumed later (never below real time), so no
+    event is stamped ahead of the wall clock (the feature jobs would quarantine it)."""
+    behind_s = (datetime.now(UTC) - start).total_seconds()
+    return max(1.0, min(SPEED, behind_s / wall_s))
 
 
 def shop_start(settings: Settings, span: timedelta) -> datetime:
     """Where the shop's clock starts: ``span`` before now, so the run ends at about the
-    present and freshness (now - produced_at) means what it says; a re-run resumes after
-    every event the feature job has already seen instead (its clock then runs ahead)."""
-    from stream_jobs import features, launcher
+    present and freshness (now - produced_at) means what it says; a re-run resumes just
+    past every event the feature job has already seen (its watermark), so nothing it
+    sends is late, and :func:`shop_speed` slows the clock so it does not run ahead."""
+    from stream_jobs import features
+    from stream_jobs.progress import all_progress
 
     start = (datetime.now(UTC) - span).replace(microsecond=0)
     query = features.query_name(names.FEATURES_JOB, "user_activity_1m")
     # idle batches report no eventTime.max: look back to the last batch that had events
-    for progress in reversed(launcher.all_progress(settings, query)):
+    for progress in reversed(all_progress(settings, query)):
         newest = (progress.get("eventTime") or {}).get("max")
         if newest:
-            resume = datetime.fromisoformat(newest.replace("Z", "+00:00")) + timedelta(minutes=10)
+            seen = datetime.fromisoformat(newest.replace("Z", "+00:00"))
+            resume = seen + settings.features.watermark_delay + timedelta(minutes=1)
             return max(start, resume)
     return start
 

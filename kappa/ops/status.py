@@ -31,14 +31,18 @@ def connectors(settings: Settings) -> list[dict[str, Any]]:
 
 
 def queries(settings: Settings) -> list[dict[str, Any]]:
-    """Every query of every job that has run here (a job never started is left out)."""
+    """Every query of every job instance that has run here (one never started is left out)."""
     from stream_jobs import launcher
 
     rows = []
-    for name in names.JOBS:
-        for row in launcher.statuses(settings, name):
-            if row.get("running") or row.get("batch_id") is not None:
-                rows.append({"job": name, **row})
+    for instance, name in launcher.instances(settings).items():
+        for row in launcher.statuses(settings, name, instance):
+            if (
+                row.get("running")
+                or row.get("batch_id") is not None
+                or row["supervisor"].get("status")
+            ):
+                rows.append({"job": name, "instance": instance, **row})
     return rows
 
 

@@ -14,7 +14,7 @@ from kappa.settings import FeatureSettings, Settings
 from stream_jobs import features
 from stream_jobs.backfill.ranges import parse_time, resolve_range
 from stream_jobs.backfill.record import Backfill, BackfillError, save
-from stream_jobs.launcher import last_progress, processed_offsets
+from stream_jobs.progress import last_progress, processed_offsets
 
 
 def create(

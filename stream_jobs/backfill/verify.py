@@ -9,7 +9,7 @@ from typing import Any
 from kappa.settings import Settings
 from stream_jobs import features
 from stream_jobs.backfill.record import Backfill, BackfillError, save
-from stream_jobs.launcher import last_progress
+from stream_jobs.progress import last_progress
 
 ENRICHMENT = ("segment", "country")  # as-of-write lookups: reported, not part of the verdict
 IGNORED = ("computed_at",)

@@ -15,7 +15,7 @@ from kappa.names import BACKFILL_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings, SparkSettings
 from producers.run import simulate
 from stream_jobs import backfill as bf
-from stream_jobs import features, launcher, raw_clicks
+from stream_jobs import features, launcher, progress, raw_clicks
 from stream_jobs.runtime import SourceRange
 from tests.integration import featureoracle as oracle
 from tests.integration.featurekit import (
@@ -156,7 +156,7 @@ def ingest_while_backfilling(
         while time.monotonic() < deadline:
             grown = all(len(table_rows(lake, f"{ns}.{n}")) > len(live_before[n]) for n in NAMES)
             idle = all(
-                (launcher.last_progress(lake, features.query_name(live_instance, n)) or {}).get(
+                (progress.last_progress(lake, features.query_name(live_instance, n)) or {}).get(
                     "numInputRows"
                 )
                 == 0
@@ -180,7 +180,7 @@ def ingest_while_backfilling(
         )
         table = load_catalog(lake).load_table(f"{ns}.{name}")
         live_ids = {
-            p["id"] for p in launcher.all_progress(lake, features.query_name(live_instance, name))
+            p["id"] for p in progress.all_progress(lake, features.query_name(live_instance, name))
         }
         for snap in table.snapshots():
             props = snap.summary.additional_properties

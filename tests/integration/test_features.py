@@ -17,7 +17,7 @@ from kappa.settings import Settings, SparkSettings
 from kappa.spark import checkpoint_root
 from producers.run import simulate
 from schemas.contracts import CLICK_EVENT_V2
-from stream_jobs import features, launcher
+from stream_jobs import features, launcher, progress
 from stream_jobs.runtime import SourceRange
 from tests.integration import featureoracle as oracle
 from tests.integration.featurekit import (
@@ -108,7 +108,7 @@ def test_late_events_are_counted_and_their_windows_listed(
     events = events[events["event_id"] != flush_id]
     watermark = oracle.flush_time(records) - lake.features.watermark_delay
     for name in names:
-        dropped = launcher.dropped_by_watermark(lake, features.query_name(instance, name))
+        dropped = progress.dropped_by_watermark(lake, features.query_name(instance, name))
         got = table_rows(lake, f"{ns}.{name}")
         # Every produced event is either inside a written window or reported late.
         assert sum(r["events"] for r in got.values()) + dropped == len(events), name

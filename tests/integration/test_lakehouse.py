@@ -17,7 +17,7 @@ from iceberg.maintenance import maintain_table, parse_duration
 from kappa.catalog import load_catalog
 from kappa.names import BATCH_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings
-from stream_jobs import launcher, raw_clicks
+from stream_jobs import launcher, progress, raw_clicks
 from stream_jobs.runtime import SourceRange
 from tests.integration import clickgen
 
@@ -128,7 +128,7 @@ def _batches(settings: Settings, name: str, since: float = 0.0) -> list[dict[str
     """
     return [
         p
-        for p in launcher.all_progress(settings, name)
+        for p in progress.all_progress(settings, name)
         if p.get("numInputRows") and float(p["at"]) > since
     ]
 

@@ -19,7 +19,7 @@ from iceberg.tables import RAW_CLICKS
 from kappa import names, registry, topics
 from kappa.catalog import load_catalog
 from kappa.settings import Settings, TopicSettings
-from stream_jobs import features, launcher
+from stream_jobs import features, launcher, progress
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 EVENTS = 300
@@ -69,10 +69,10 @@ def test_the_click_topic_setting_moves_producer_jobs_trainer_and_status(
         .to_arrow()
     )
     assert archived.num_rows == EVENTS  # one row per record of the topic
-    progress = launcher.last_progress(lake, features.query_name(instance, "user_activity_1m"))
-    read = launcher.processed_offsets(progress)
+    last = progress.last_progress(lake, features.query_name(instance, "user_activity_1m"))
+    read = progress.processed_offsets(last)
     assert set(read) == {topic} and sum(read[topic].values()) == EVENTS
-    behind = launcher.offsets_behind(lake, progress)  # what `kappa status` shows
+    behind = launcher.offsets_behind(lake, last)  # what `kappa status` shows
     assert behind and all(k.startswith(f"{topic}:") for k in behind)
     assert set(behind.values()) == {0}
 

@@ -66,7 +66,7 @@ def test_a_torn_progress_line_is_skipped_and_said(
     """A crash or a full disk can leave half a line at the end of progress.jsonl: the
     status and report readers use the whole records and say what they skipped."""
     from kappa.settings import get_settings
-    from stream_jobs import launcher
+    from stream_jobs import launcher, progress
 
     monkeypatch.setenv("KAPPA_STATE_DIR", str(tmp_path))
     get_settings.cache_clear()
@@ -77,8 +77,8 @@ def test_a_torn_progress_line_is_skipped_and_said(
     (folder / "progress.jsonl").write_text(whole + '{"batchId": 2, "numIn')
     try:
         with caplog.at_level("WARNING"):
-            assert [p["batchId"] for p in launcher.all_progress(settings, "q")] == [0, 1]
-            assert launcher.last_progress(settings, "q") == {"batchId": 1, "numInputRows": 7}
+            assert [p["batchId"] for p in progress.all_progress(settings, "q")] == [0, 1]
+            assert progress.last_progress(settings, "q") == {"batchId": 1, "numInputRows": 7}
     finally:
         get_settings.cache_clear()
     assert "skipped 1 unreadable line(s)" in caplog.text

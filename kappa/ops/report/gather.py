@@ -55,7 +55,7 @@ def _lag(progress: dict[str, Any]) -> int | None:
 
 def query_series(settings: Settings) -> list[dict[str, Any]]:
     """Per streaming query: rows/s, batch duration and lag at each batch it logged."""
-    from stream_jobs import launcher
+    from stream_jobs import launcher, progress
 
     out = []
     for job_name, spec in launcher.jobs(settings).items():
@@ -68,7 +68,7 @@ def query_series(settings: Settings) -> list[dict[str, Any]]:
                     "batch_ms": (p.get("durationMs") or {}).get("triggerExecution"),
                     "lag": _lag(p),
                 }
-                for p in launcher.all_progress(settings, query)
+                for p in progress.all_progress(settings, query)
             ]
             if series:
                 out.append(

@@ -1,0 +1,118 @@
+"""kappa.supervisor with real processes: restart after a kill, backoff, budget, clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kappa import supervisor
+from kappa.processes import alive, running_pid
+
+SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"]
+
+
+def _wait(what: Callable[[], Any], timeout_s: float = 20, message: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(message or "timed out")
+
+
+@pytest.fixture
+def supervise(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def run(command: list[str], **policy: float) -> subprocess.Popen[bytes]:
+        full = {"first_backoff_s": 0.2, "max_backoff_s": 1.0, "grace_s": 5.0, **policy}
+        argv = supervisor.command(tmp_path, "job-x", command, supervisor.Policy(**full))  # type: ignore[arg-type]
+        proc = subprocess.Popen(argv, start_new_session=True)
+        started.append(proc)
+        return proc
+
+    yield run
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def _state(folder: Path) -> dict[str, Any]:
+    return supervisor.read_state(folder) or {}
+
+
+def _child(folder: Path) -> int | None:
+    return running_pid(folder / supervisor.PID_FILE, "time.sleep")
+
+
+def test_a_killed_command_is_restarted_with_a_new_pid_and_the_restart_recorded(
+    supervise: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    keeper = supervise(SLEEPER)
+    log = tmp_path / supervisor.LOG_FILE
+    first = _wait(lambda: _child(tmp_path), message="the command never started")
+    _wait(lambda: log.read_text().count("up") == 1)  # its output goes to the log
+    assert _state(tmp_path)["status"] == "running"
+    os.killpg(first, signal.SIGKILL)
+    second = _wait(lambda: (p := _child(tmp_path)) and p != first and p, message="no restart")
+    state = _wait(lambda: (s := _state(tmp_path)).get("status") == "running" and s)
+    assert state["restarts"] == 1 and state["pid"] == second
+    assert state["last_exit"]["reason"] == "killed by SIGKILL"
+    assert not alive(first)
+    _wait(lambda: log.read_text().count("up") == 2)
+    # A stop ends the command and the supervisor, and nothing restarts it.
+    keeper.send_signal(signal.SIGTERM)
+    assert keeper.wait(timeout=20) == 0
+    assert not alive(second)
+    assert _state(tmp_path)["status"] == "stopped"
+    assert not (tmp_path / supervisor.PID_FILE).exists()
+
+
+def test_a_command_that_keeps_failing_uses_up_its_budget_with_growing_waits(
+    supervise: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    keeper = supervise(failing, budget=3, first_backoff_s=0.2)
+    t0 = time.monotonic()
+    assert keeper.wait(timeout=30) == 1
+    elapsed = time.monotonic() - t0
+    state = _state(tmp_path)
+    assert state["status"] == "gave_up" and state["restarts"] == 3
+    assert state["last_exit"]["reason"] == "exit 3"
+    assert "3 restarts within" in state["note"]
+    assert elapsed >= 0.2 + 0.4 + 0.8  # 0.2 s, doubled per restart
+
+
+def test_a_command_that_exits_0_is_done_not_restarted(
+    supervise: Callable[..., subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    keeper = supervise([sys.executable, "-c", "print('drained')"])
+    assert keeper.wait(timeout=20) == 0
+    state = _state(tmp_path)
+    assert state["status"] == "finished" and state["restarts"] == 0
+    assert state["last_exit"]["reason"] == "exit 0"
+
+
+def test_backoff_doubles_up_to_its_ceiling() -> None:
+    policy = supervisor.Policy(first_backoff_s=2, max_backoff_s=60)
+    assert [policy.backoff_s(n) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
+
+
+def test_exit_reasons_name_the_signal() -> None:
+    assert supervisor.exit_reason(-9) == "killed by SIGKILL"
+    assert supervisor.exit_reason(1) == "exit 1"
+
+
+def test_a_torn_state_file_reads_as_no_state(tmp_path: Path) -> None:
+    (tmp_path / supervisor.STATE_FILE).write_text('{"status": "runn')
+    assert supervisor.read_state(tmp_path) is None
