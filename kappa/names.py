@@ -40,6 +40,9 @@ LAKE_NAMESPACES = (RAW, CDC, FEATURES, QUARANTINE)
 FUTURE_EVENT_TIME = "future_event_time"
 """Quarantine reason of an event stamped beyond ``KAPPA_FEATURES_MAX_FUTURE_SKEW`` ahead."""
 
+STALE_EVENT_TIME = "stale_event_time"
+"""Quarantine reason of an event older than ``KAPPA_FEATURES_MAX_EVENT_AGE`` on arrival."""
+
 # ----------------------------------------------------------- snapshot marker keys
 
 QUERY_ID_PROP = "kappa.query-id"

@@ -232,10 +232,14 @@ def register(url: str, subject: str, schema: dict[str, Any]) -> Registration:
     NONE). Registering a schema already there returns its existing id; a refusal comes
     back as a registration without an id (see ``compatibility``).
     """
+    registry = client(url)
+    # The level first: a subject registered by another client may have none (or NONE),
+    # and the schema is judged, by the registry and here, at the level kappa enforces.
+    if latest(url, subject) is not None and subject_level(url, subject) != COMPATIBILITY:
+        _call(url, lambda: registry.set_compatibility(subject, COMPATIBILITY), "set level")
     verdict = _verdict(url, subject, schema, COMPATIBILITY)
     if not verdict.compatible:
         return Registration(subject, verdict)
-    registry = client(url)
     if subject_level(url, subject) != COMPATIBILITY:
         _call(url, lambda: registry.set_compatibility(subject, COMPATIBILITY), "set level")
     schema_id = int(

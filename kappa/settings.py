@@ -227,6 +227,10 @@ class TopicSettings(BaseSettings):
         default=None,
         description="retention.ms of a created click topic (e.g. 30d); unset: the broker's.",
     )
+    clicks_max_value_bytes: int = Field(
+        default=65_536,
+        description="A click record's value longer than this is quarantined as oversized.",
+    )
     cdc_prefix: str = Field(
         default="shop",
         description="Debezium's topic.prefix: table public.t is captured to <prefix>.public.t.",
@@ -330,6 +334,12 @@ class FeatureSettings(BaseSettings):
         description="An event whose event_time is further ahead of when it reached Kafka "
         "(or of processing, if earlier) is quarantined as future_event_time: it never "
         "reaches a window or the watermark, and stays in raw.clicks.",
+    )
+    max_event_age: Duration | None = Field(
+        default=None,
+        description="An event older than this when it reached Kafka is quarantined as "
+        "stale_event_time (and stays in raw.clicks); unset: any age is accepted, as replays "
+        "of history and simulated pasts need.",
     )
     namespace: str = Field(
         default=names.FEATURES, description="Iceberg namespace the feature jobs write into."

@@ -24,10 +24,29 @@ class Contract:
 
     subject: str
     required: tuple[str, ...]  # top-level fields that must be non-null after decoding
-    # An event time further ahead than this of when the record reached Kafka (or of
-    # processing, if earlier) fails as ``future_event_time``; None: no such check.
+    # An event time further ahead than ``max_future_skew`` of when the record reached
+    # Kafka (or of processing, if earlier) fails as ``future_event_time``, one older than
+    # ``max_age`` as ``stale_event_time``; None: no such check. Both kinds are decodable
+    # events: raw.clicks archives them, the feature jobs never count them.
     time_field: str | None = None
     max_future_skew: timedelta | None = None
+    max_age: timedelta | None = None
+    key_required: bool = False  # a null Kafka key fails as "null key"
+    max_value_bytes: int | None = None  # a longer value fails as "oversized value"
+
+    def time_checks(self, event_time: Any, arrived: Any) -> list[tuple[Any, str]]:
+        """(condition, reason) of each event-time check, against arrival time ``arrived``."""
+        checks = []
+        if self.max_future_skew is not None:
+            checks.append((ahead_of(event_time, arrived, self.max_future_skew), FUTURE))
+        if self.max_age is not None:
+            checks.append((ahead_of(arrived, event_time, self.max_age), STALE))
+        return checks
+
+
+FUTURE, STALE = names.FUTURE_EVENT_TIME, names.STALE_EVENT_TIME
+ARCHIVED_REASONS = (FUTURE, STALE)
+"""Reasons of records that are whole events: archived in raw.clicks and quarantined."""
 
 
 def arrival_time(kafka_timestamp: Any, processed_at: Any) -> Any:
@@ -118,6 +137,15 @@ def decode(df: Any, writers: dict[int, str], reader: str, contract: Contract) ->
             F.concat(F.lit("unknown schema id "), F.col("schema_id").cast("string")),
         )
         .when(
+            F.lit(contract.max_value_bytes is not None)
+            & (F.length("value") > F.lit(contract.max_value_bytes or 0)),
+            F.concat(
+                F.lit("oversized value ("),
+                F.length("value").cast("string"),
+                F.lit(f" bytes > {contract.max_value_bytes})"),
+            ),
+        )
+        .when(
             F.col("record").isNull() | _any(missing),
             F.concat(
                 F.lit("undecodable body or contract violation (required: "),
@@ -127,11 +155,13 @@ def decode(df: Any, writers: dict[int, str], reader: str, contract: Contract) ->
             ),
         )
     )
-    if contract.time_field and contract.max_future_skew is not None:
+    if contract.key_required:
+        reason = reason.when(F.col("key").isNull(), F.lit("null key"))
+    if contract.time_field:
         arrived = arrival_time(F.col("timestamp"), F.current_timestamp())
         event_time = F.col(f"record.{contract.time_field}")
-        future = ahead_of(event_time, arrived, contract.max_future_skew)
-        reason = reason.when(future, F.lit(names.FUTURE_EVENT_TIME))
+        for condition, why in contract.time_checks(event_time, arrived):
+            reason = reason.when(condition, F.lit(why))
     return decoded.withColumn("reason", reason)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from iceberg.tables import RAW_CLICKS, cdc_mirror
 from kappa.durations import to_spark
 from kappa.settings import Settings
-from stream_jobs.avro import ahead_of, arrival_time
+from stream_jobs.avro import Contract, arrival_time
 from stream_jobs.runtime import JobContext
 
 EVENT_COLUMNS = (
@@ -181,15 +181,23 @@ def window_end(name: str) -> str:
 
 def raw_events(spark: Any, settings: Settings, topic: str | None = None) -> Any:
     """Click events as archived in ``raw.clicks`` (every delivery, duplicates included),
-    less those the live job refuses as stamped in the future (the same test as
-    ``raw_clicks``' against ``ingested_at``, its processing time)."""
+    less those the live job refuses for their event time (future or stale: the same
+    checks as ``raw_clicks``', against ``ingested_at``, its processing time)."""
     from pyspark.sql import functions as F
 
     raw = spark.table(f"{settings.catalog.name}.{RAW_CLICKS.ident}")
     if topic:
         raw = raw.where(F.col("kafka_topic") == topic)
     arrived = arrival_time(F.col("kafka_timestamp"), F.col("ingested_at"))
-    return raw.where(~ahead_of(F.col("event_time"), arrived, settings.features.max_future_skew))
+    checks = Contract(
+        subject="",
+        required=(),
+        max_future_skew=settings.features.max_future_skew,
+        max_age=settings.features.max_event_age,
+    ).time_checks(F.col("event_time"), arrived)
+    for refused, _ in checks:
+        raw = raw.where(~refused)
+    return raw
 
 
 def late_windows(

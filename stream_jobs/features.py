@@ -37,7 +37,7 @@ from kappa.log import configure as configure_logging
 from kappa.names import FEATURES_JOB, clicks_topic, value_subject
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
-from stream_jobs import avro
+from stream_jobs import avro, raw_clicks
 from stream_jobs.feature_sets import (
     CUSTOMERS,
     DEFINITIONS,
@@ -165,19 +165,14 @@ def event_stream(ctx: JobContext, topic: str, rng: SourceRange, decoding: Decodi
     dropped before the watermark (raw_clicks quarantines it), so one bad clock cannot
     make every later event late.
     """
-    contract = avro.Contract(
-        subject=decoding.subject,
-        required=avro_required(),
-        time_field="event_time",
-        max_future_skew=ctx.settings.features.max_future_skew,
-    )
+    contract = raw_clicks.contract(topic, ctx.settings)
     framed = avro.frame(kafka_source(ctx.spark, ctx.settings, [topic], rng))
     decoded = avro.decode(framed, decoding.writers, decoding.reader, contract)
     return dedupe(click_events(decoded, decoding), ctx.settings)
 
 
 def avro_required() -> tuple[str, ...]:
-    return ("event_id", "event_time", "produced_at", "user_id", "session_id", "event_type")
+    return raw_clicks.REQUIRED
 
 
 def dedupe(events: Any, settings: Settings) -> Any:

@@ -6,15 +6,15 @@ Run it with ``kappa stream start raw_clicks`` or directly::
 
 The topic is ``KAPPA_TOPICS_CLICKS`` (default ``shop.clicks``) unless ``--topic`` names one.
 Source → decode → split (good / quarantined) → two idempotent appends. An event
-stamped beyond ``KAPPA_FEATURES_MAX_FUTURE_SKEW`` ahead of its arrival is archived in
-raw.clicks like every event *and* quarantined as ``future_event_time`` (the feature
-job never lets it reach a window), so the quarantine counts it.
+stamped beyond ``KAPPA_FEATURES_MAX_FUTURE_SKEW`` ahead of its arrival (or older than
+``KAPPA_FEATURES_MAX_EVENT_AGE``, if set) is archived in raw.clicks like every event
+*and* quarantined as ``future_event_time`` (``stale_event_time``): the feature job never
+lets it reach a window, and the quarantine counts it.
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 from typing import Any
 
 from iceberg.tables import QUARANTINE_CLICKS, RAW_CLICKS
@@ -39,13 +39,19 @@ NAME = names.RAW_CLICKS_JOB
 REQUIRED = ("event_id", "event_time", "produced_at", "user_id", "session_id", "event_type")
 
 
-def contract(topic: str, max_future_skew: timedelta | None = None) -> avro.Contract:
-    """The click contract of ``topic`` (subject by TopicNameStrategy)."""
+def contract(topic: str, settings: Settings | None = None) -> avro.Contract:
+    """The click contract of ``topic`` (subject by TopicNameStrategy), with the event-time,
+    key and size checks of ``settings`` (none without settings)."""
+    if settings is None:
+        return avro.Contract(subject=names.value_subject(topic), required=REQUIRED)
     return avro.Contract(
         subject=names.value_subject(topic),
         required=REQUIRED,
         time_field="event_time",
-        max_future_skew=max_future_skew,
+        max_future_skew=settings.features.max_future_skew,
+        max_age=settings.features.max_event_age,
+        key_required=True,  # the click topic is keyed by user_id
+        max_value_bytes=settings.topics.clicks_max_value_bytes,
     )
 
 
@@ -57,7 +63,7 @@ def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
         avro.decode_batch(df, ctx.settings.registry.ccompat_url, contract)
     ).persist()
     try:
-        archived = F.col("reason").isNull() | (F.col("reason") == names.FUTURE_EVENT_TIME)
+        archived = F.col("reason").isNull() | F.col("reason").isin(*avro.ARCHIVED_REASONS)
         good = decoded.where(archived).select(
             "record.*", "schema_id", *KAFKA_COLS, F.current_timestamp().alias("ingested_at")
         )
@@ -78,7 +84,7 @@ def run(
     """Start the query over ``topic`` (default: the settings' click topic); block until it stops."""
     topic = topic or names.clicks_topic(settings)
     spark = get_spark(settings, name)
-    params = {"contract": contract(topic, settings.features.max_future_skew)}
+    params = {"contract": contract(topic, settings)}
     ctx = JobContext(settings=settings, name=name, spark=spark, params=params)
     run_query(ctx, kafka_source(spark, settings, [topic], rng), process_batch, rng)
     return ctx

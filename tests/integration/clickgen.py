@@ -6,6 +6,7 @@ against bytes written by a second, simple encoder.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import struct
@@ -62,6 +63,19 @@ def events(n: int, seed: int, start: datetime | None = None) -> list[dict[str, A
     return out
 
 
+def encode(record: dict[str, Any], schema_id: int, avsc: Path = AVSC) -> bytes:
+    """``record`` in the Confluent wire format: magic 0, the schema id, the Avro body."""
+    buf = io.BytesIO()
+    buf.write(b"\x00" + struct.pack(">I", schema_id))
+    fastavro.schemaless_writer(buf, _parsed(avsc), record)
+    return buf.getvalue()
+
+
+@functools.lru_cache
+def _parsed(avsc: Path) -> Any:
+    return fastavro.parse_schema(json.loads(avsc.read_text()))
+
+
 def produce(  # noqa: PLR0917 - test helper mirroring Producer.produce
     settings: Settings,
     topic: str,
@@ -70,7 +84,6 @@ def produce(  # noqa: PLR0917 - test helper mirroring Producer.produce
     avsc: Path = AVSC,
     extra: list[bytes] | None = None,
 ) -> Sent:
-    parsed = fastavro.parse_schema(json.loads(avsc.read_text()))
     offsets: set[tuple[int, int]] = set()
 
     def delivered(err: Any, msg: Any) -> None:
@@ -86,11 +99,9 @@ def produce(  # noqa: PLR0917 - test helper mirroring Producer.produce
         }
     )
     for rec in records:
-        buf = io.BytesIO()
-        buf.write(b"\x00" + struct.pack(">I", schema_id))
-        fastavro.schemaless_writer(buf, parsed, rec)
+        value = encode(rec, schema_id, avsc)
         producer.produce(
-            topic, key=str(rec["user_id"]).encode(), value=buf.getvalue(), on_delivery=delivered
+            topic, key=str(rec["user_id"]).encode(), value=value, on_delivery=delivered
         )
         producer.poll(0)
     for raw in extra or []:
