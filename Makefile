@@ -8,7 +8,7 @@ KAPPA := $(BIN)/kappa
 # The venv is rebuilt when the dependency pins change.
 VENV_STAMP := $(VENV)/.kappa-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: install system jars demo test test-unit bench lint format clean
+.PHONY: install system jars demo test test-unit faults bench lint format clean
 
 install: system $(VENV_STAMP) jars
 
@@ -32,6 +32,10 @@ demo: install
 ## make test: unit tests, then integration tests against the real services
 test: install
 	$(BIN)/pytest tests
+
+## make faults: the fault suite under load, each kill repeated; prints the fault table
+faults: install
+	KAPPA_FAULTS_ROUNDS=3 $(BIN)/pytest -m faults tests/integration
 
 test-unit: install
 	$(BIN)/pytest tests/unit

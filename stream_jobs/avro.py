@@ -124,6 +124,13 @@ def decode(df: Any, writers: dict[int, str], reader: str, contract: Contract) ->
         decoded = decoded.withColumn(
             "record", F.lit(None).cast(_reader_struct_ddl(decoded, reader, writers))
         )
+    return decoded.withColumn("reason", _reason(contract, writers))
+
+
+def _reason(contract: Contract, writers: dict[int, str]) -> Any:
+    """Why a framed + decoded record fails ``contract`` (null when it passes)."""
+    from pyspark.sql import functions as F
+
     missing = [F.col(f"record.{name}").isNull() for name in contract.required]
     known = (
         F.array(*[F.lit(i) for i in sorted(writers)]) if writers else F.array().cast("array<int>")
@@ -162,7 +169,7 @@ def decode(df: Any, writers: dict[int, str], reader: str, contract: Contract) ->
         event_time = F.col(f"record.{contract.time_field}")
         for condition, why in contract.time_checks(event_time, arrived):
             reason = reason.when(condition, F.lit(why))
-    return decoded.withColumn("reason", reason)
+    return reason
 
 
 def decode_batch(df: Any, registry_url: str, contract: Contract) -> Any:

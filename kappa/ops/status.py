@@ -30,6 +30,10 @@ def connectors(settings: Settings) -> list[dict[str, Any]]:
     return [s.as_dict() for s in apply.status(settings)]
 
 
+NEEDS_ATTENTION = ("backoff", "gave_up", "dead", "unsupervised")
+"""Supervisor states listed even for a job that never reported a batch."""
+
+
 def queries(settings: Settings) -> list[dict[str, Any]]:
     """Every query of every job instance that has run here (one never started is left out)."""
     from stream_jobs import launcher
@@ -40,7 +44,7 @@ def queries(settings: Settings) -> list[dict[str, Any]]:
             if (
                 row.get("running")
                 or row.get("batch_id") is not None
-                or row["supervisor"].get("status")
+                or row["supervisor"].get("status") in NEEDS_ATTENTION
             ):
                 rows.append({"job": name, "instance": instance, **row})
     return rows

@@ -118,3 +118,24 @@ def _fresh_spark_after_service_restarts(request: pytest.FixtureRequest) -> Itera
         active = SparkSession.getActiveSession()
         if active is not None:
             active.stop()
+
+
+FAULT_ROWS: list[dict[str, Any]] = []
+"""One row per fault test (see test_faults.py), printed at the end of the session."""
+
+
+@pytest.fixture
+def fault_table() -> list[dict[str, Any]]:
+    return FAULT_ROWS
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FAULT_ROWS:
+        return
+    columns = list(FAULT_ROWS[0])
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in FAULT_ROWS)) for c in columns]
+    terminalreporter.section("fault table")
+    terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in FAULT_ROWS:
+        cells = [str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)]
+        terminalreporter.write_line("  ".join(cells))

@@ -1,0 +1,197 @@
+"""Faults under load from the simulator, each checked against an independent count.
+
+The producer's acknowledged events are read back from the topic with a consumer of our
+own (``featureoracle.consume``); what the lake holds is read with PyIceberg. Every test
+adds one row to the fault table that ``make faults`` (and ``make test``) prints:
+fault, load while injected, events acknowledged, found, lost, duplicated, recovery time.
+
+``make test`` runs the reduced set (one kill of each kind); ``make faults`` sets
+``KAPPA_FAULTS_ROUNDS`` for repeated kills.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pyiceberg.expressions import EqualTo
+
+from infra import stack as local_stack
+from kappa.catalog import load_catalog
+from kappa.settings import Settings
+from producers.run import RunOptions, SimulationConfig, Summary, produce
+from stream_jobs import launcher, progress
+from tests.integration import featureoracle as oracle
+
+pytestmark = pytest.mark.faults
+
+ROUNDS = int(os.environ.get("KAPPA_FAULTS_ROUNDS", "1"))
+RATE = 800.0  # events/s offered by the simulator while a fault is injected
+
+
+class Load:
+    """The simulator producing to ``topic`` in a thread, at ``RATE`` events/s (shop clock in
+    the past, so no event is stamped ahead of the wall clock)."""
+
+    def __init__(self, settings: Settings, topic: str, seconds: float, seed: int) -> None:
+        config = SimulationConfig(
+            seed=seed,
+            customers=3000,
+            products=200,
+            start=datetime.now(UTC) - timedelta(days=2),
+        )
+        options = RunOptions(duration_s=seconds, rate=RATE, topic=topic, pg_schema=None)
+        self.summary: Summary | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(config, options, settings))
+        self.thread.start()
+        self.t0 = time.monotonic()
+
+    def _run(self, config: Any, options: Any, settings: Settings) -> None:
+        try:
+            self.summary = produce(config, options, settings)
+        except BaseException as exc:  # re-raised in the test's thread by join()
+            self.error = exc
+
+    def join(self) -> Summary:
+        self.thread.join(timeout=600)
+        if self.error is not None:
+            raise self.error
+        assert self.summary is not None
+        return self.summary
+
+    def rate(self) -> float:
+        """The load actually offered: events sent per wall second so far."""
+        summary = self.join()
+        return summary.sent / max(summary.wall_s, 1e-9)
+
+
+def _raw_ids(settings: Settings, topic: str) -> Counter[str]:
+    table = load_catalog(settings).load_table("raw.clicks")
+    rows = table.scan(row_filter=EqualTo("kafka_topic", topic), selected_fields=("event_id",))
+    return Counter(rows.to_arrow().column("event_id").to_pylist())
+
+
+def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout_s:.0f}s: {what}")
+
+
+def _account(
+    settings: Settings, topic: str, summary: Summary, *, fault: str, load: float, recovery_s: float
+) -> dict[str, Any]:
+    """The topic read back with our own consumer against raw.clicks: one table row.
+
+    Every acknowledged event must be in the topic (a send that timed out during the
+    fault may be there too: Kafka had it, so it counts), and every event of the topic
+    must be in raw.clicks exactly once.
+    """
+    in_topic = Counter(r["event_id"] for r in oracle.consume(settings, topic))
+    assert max(in_topic.values()) == 1, "the idempotent producer wrote an event twice"
+    assert len(in_topic) >= summary.delivered, "an acknowledged event is missing from Kafka"
+    found = _raw_ids(settings, topic)
+    return {
+        "fault": fault,
+        "load_events_per_s": round(load),
+        "acknowledged": summary.delivered,
+        "in_topic": len(in_topic),
+        "found": len(set(found) & set(in_topic)),
+        "lost": len(set(in_topic) - set(found)),
+        "duplicated": sum(n - 1 for n in found.values()),
+        "recovery_s": round(recovery_s, 1),
+    }
+
+
+def test_driver_sigkilled_under_load_is_restarted_and_loses_nothing(
+    lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
+) -> None:
+    topic, name = feature_topic, f"f_{feature_topic}"
+    rng = random.Random(11)
+    launcher.start(lake, "raw_clicks", ["--topic", topic], instance=name)
+    recoveries = []
+    try:
+        load = Load(lake, topic, seconds=25 + 20 * ROUNDS, seed=51)
+        for _ in range(ROUNDS):
+            time.sleep(rng.uniform(8, 16))  # a random point: mid-batch, mid-commit or idle
+            victim = launcher.pid(lake, name)
+            assert victim is not None, "the driver is not running"
+            os.killpg(victim, signal.SIGKILL)
+            t0 = time.monotonic()
+            since = time.time()
+            _wait(lambda v=victim: launcher.pid(lake, name) not in (None, v), 30, "a new pid")
+            _wait(lambda s=since: _committed_since(lake, name, s), 240, "a batch after restart")
+            recoveries.append(time.monotonic() - t0)
+        summary = load.join()
+        _wait(lambda: sum(_raw_ids(lake, topic).values()) >= summary.delivered, 300, "catching up")
+        state = launcher.supervision(lake, name)
+    finally:
+        launcher.stop(lake, name)
+    assert state["restarts"] == ROUNDS
+    row = _account(
+        lake,
+        topic,
+        summary,
+        fault=f"driver SIGKILL x{ROUNDS}",
+        load=load.rate(),
+        recovery_s=max(recoveries),
+    )
+    fault_table.append(row)
+    assert row["lost"] == 0 and row["duplicated"] == 0, row
+
+
+def _committed_since(settings: Settings, query: str, since: float) -> bool:
+    return any(
+        p.get("numInputRows") and float(p["at"]) > since
+        for p in progress.all_progress(settings, query)
+    )
+
+
+def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
+    lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
+) -> None:
+    topic, name = feature_topic, f"b_{feature_topic}"
+    kafka = local_stack.service(lake, "kafka")
+    launcher.start(lake, "raw_clicks", ["--topic", topic], instance=name)
+    try:
+        load = Load(lake, topic, seconds=40, seed=52)
+        time.sleep(10)
+        broker = kafka.pid()
+        assert broker is not None
+        os.kill(broker, signal.SIGKILL)  # no clean shutdown: the log is recovered on start
+        down_at = time.monotonic()
+        _wait(lambda: kafka.pid() is None, 30, "the broker to die")
+        time.sleep(5)
+        kafka.start()
+        kafka.wait_healthy()
+        back_at, since = time.monotonic(), time.time()
+        summary = load.join()
+        _wait(lambda: _committed_since(lake, name, since), 300, "a batch after the broker")
+        recovered = time.monotonic() - back_at
+        _wait(lambda: sum(_raw_ids(lake, topic).values()) >= summary.delivered, 300, "catching up")
+        time.sleep(5)  # sends that timed out but reached the log: give them a batch too
+    finally:
+        launcher.stop(lake, name)
+    assert back_at - down_at > 5
+    row = _account(
+        lake,
+        topic,
+        summary,
+        fault="broker SIGKILL + restart",
+        load=load.rate(),
+        recovery_s=recovered,
+    )
+    fault_table.append(row)
+    assert row["lost"] == 0 and row["duplicated"] == 0, row
