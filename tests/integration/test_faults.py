@@ -11,14 +11,18 @@ fault, load while injected, events acknowledged, found, lost, duplicated, recove
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,3 +199,26 @@ def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
     )
     fault_table.append(row)
     assert row["lost"] == 0 and row["duplicated"] == 0, row
+
+
+def test_a_torn_last_progress_line_is_skipped_and_said(
+    lake: Settings, unique_name: Callable[[str], str]
+) -> None:
+    name = unique_name("torn")
+    folder = launcher.job_dir(lake, name)
+    folder.mkdir(parents=True)
+    (folder / launcher.JOB_FILE).write_text("raw_clicks\n")
+    whole = {"id": "q", "batchId": 4, "numInputRows": 0, "timestamp": "2026-12-02T00:00:00Z"}
+    # A crash (or a full disk) cut the last record short.
+    (folder / "progress.jsonl").write_text(json.dumps(whole) + '\n{"id": "q", "batchId": 5, "num')
+    kappa = str(Path(sys.executable).parent / "kappa")
+    done = subprocess.run(
+        [kappa, "stream", "status", name, "--output", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    [query] = json.loads(done.stdout)["queries"]
+    assert query["batch_id"] == 4
+    assert "skipped 1 unreadable line" in done.stderr
