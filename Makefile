@@ -35,7 +35,7 @@ test: install
 
 ## make faults: the fault suite under load, each kill repeated; prints the fault table
 faults: install
-	KAPPA_FAULTS_ROUNDS=3 $(BIN)/pytest -m faults tests/integration
+	KAPPA_TEST_FAULT_ROUNDS=3 $(BIN)/pytest -m faults tests/integration
 
 test-unit: install
 	$(BIN)/pytest tests/unit

@@ -132,7 +132,7 @@ def fault_table() -> list[dict[str, Any]]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not FAULT_ROWS:
         return
-    columns = list(FAULT_ROWS[0])
+    columns = list(dict.fromkeys(key for row in FAULT_ROWS for key in row))
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in FAULT_ROWS)) for c in columns]
     terminalreporter.section("fault table")
     terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))

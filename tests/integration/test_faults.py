@@ -6,7 +6,7 @@ adds one row to the fault table that ``make faults`` (and ``make test``) prints:
 fault, load while injected, events acknowledged, found, lost, duplicated, recovery time.
 
 ``make test`` runs the reduced set (one kill of each kind); ``make faults`` sets
-``KAPPA_FAULTS_ROUNDS`` for repeated kills.
+``KAPPA_TEST_FAULT_ROUNDS`` (3) for repeated kills.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from tests.integration import featureoracle as oracle
 
 pytestmark = pytest.mark.faults
 
-ROUNDS = int(os.environ.get("KAPPA_FAULTS_ROUNDS", "1"))
+ROUNDS = int(os.environ.get("KAPPA_TEST_FAULT_ROUNDS", "1"))  # kept by tests/conftest.py
 RATE = 800.0  # events/s offered by the simulator while a fault is injected
 
 
@@ -222,3 +222,50 @@ def test_a_torn_last_progress_line_is_skipped_and_said(
     [query] = json.loads(done.stdout)["queries"]
     assert query["batch_id"] == 4
     assert "skipped 1 unreadable line" in done.stderr
+
+
+def test_registry_down_for_60s_the_job_restarts_and_resumes_with_nothing_lost(
+    lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
+) -> None:
+    topic, name = feature_topic, f"g_{feature_topic}"
+    registry_service = local_stack.service(lake, "registry")
+    launcher.start(lake, "raw_clicks", ["--topic", topic], instance=name)
+    kappa = str(Path(sys.executable).parent / "kappa")
+    try:
+        load = Load(lake, topic, seconds=50, seed=53)  # registers its schema, then sends
+        time.sleep(10)
+        registry_service.stop()
+        down_at = time.monotonic()
+        # A producer started now cannot register its schema: it fails loudly, sends nothing.
+        refused = subprocess.run(
+            [kappa, "produce", "--count", "10", "--topic", topic, "--no-db"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        time.sleep(max(0.0, 60 - (time.monotonic() - down_at)))
+        registry_service.start()
+        registry_service.wait_healthy()
+        back_at, since = time.monotonic(), time.time()
+        summary = load.join()
+        _wait(lambda: _committed_since(lake, name, since), 300, "a batch after the registry")
+        recovered = time.monotonic() - back_at
+        _wait(lambda: sum(_raw_ids(lake, topic).values()) >= summary.delivered, 300, "catching up")
+        state = launcher.supervision(lake, name)
+    finally:
+        if registry_service.pid() is None:
+            registry_service.start()
+            registry_service.wait_healthy()
+        launcher.stop(lake, name)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "registry" in refused.stderr.lower(), refused.stderr
+    assert state["status"] == "running", state  # it waited or restarted, and resumed
+    table = load_catalog(lake).load_table("quarantine.clicks")
+    quarantined = table.scan(row_filter=EqualTo("kafka_topic", topic)).to_arrow().num_rows
+    assert quarantined == 0, "a record was judged without its schema"
+    row = _account(
+        lake, topic, summary, fault="registry down 60 s", load=load.rate(), recovery_s=recovered
+    )
+    row["driver_restarts"] = state["restarts"]
+    fault_table.append(row)
+    assert row["lost"] == 0 and row["duplicated"] == 0, row
