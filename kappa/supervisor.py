@@ -96,12 +96,20 @@ def exit_reason(returncode: int) -> str:
     return f"exit {returncode}"
 
 
-def write_state(folder: Path, state: State) -> None:
+def write_state(folder: Path, state: State | dict[str, Any]) -> None:
     """Replace ``supervisor.json`` atomically (a crash leaves the old or the new, whole)."""
     path = folder / STATE_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state.as_dict(), indent=1) + "\n")
+    data = state.as_dict() if isinstance(state, State) else state
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
+
+
+def mark_stopped(folder: Path, note: str) -> None:
+    """Record a stop the supervisor could not record itself (it was killed with it)."""
+    state = read_state(folder)
+    if state is not None and state.get("status") not in ("stopped", "finished", "gave_up"):
+        write_state(folder, {**state, "status": "stopped", "pid": None, "note": note})
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:

@@ -315,6 +315,7 @@ def stop(
         kill_group(keeper)
     for file in (supervisor.PID_FILE, supervisor.SUPERVISOR_PID_FILE):
         (folder / file).unlink(missing_ok=True)
+    supervisor.mark_stopped(folder, "stopped with SIGKILL (forced)" if force else "stopped")
     return True
 
 

@@ -56,7 +56,7 @@ def down(purge: bool) -> None:
 def status(only_services: bool, out: Output) -> None:
     """The operator's view: services, connectors, stream queries, tables, quarantine.
 
-    Exits 3 when a service, connector or running query is unhealthy.
+    Exits 3 when a service or connector is unhealthy, or a job's supervisor gave up.
     """
     from kappa.ops import status as ops_status
 

@@ -103,8 +103,16 @@ def status(settings: Settings, *, only_services: bool = False) -> dict[str, Any]
     return view
 
 
+DOWN = ("gave_up", "dead")
+"""Supervisor states of a job that no longer runs although nobody stopped it."""
+
+
 def healthy(view: dict[str, Any]) -> bool:
-    """Whether every service and every connector in ``view`` (from :func:`status`) is healthy."""
-    return all(r["healthy"] for r in view["services"]) and all(
-        c["healthy"] for c in view.get("connectors", [])
+    """Whether every service and connector in ``view`` (from :func:`status`) is healthy and
+    no job's supervisor gave up (or died)."""
+    jobs_up = all(q["supervisor"].get("status") not in DOWN for q in view.get("queries", []))
+    return (
+        jobs_up
+        and all(r["healthy"] for r in view["services"])
+        and all(c["healthy"] for c in view.get("connectors", []))
     )

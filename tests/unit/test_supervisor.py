@@ -116,3 +116,24 @@ def test_exit_reasons_name_the_signal() -> None:
 def test_a_torn_state_file_reads_as_no_state(tmp_path: Path) -> None:
     (tmp_path / supervisor.STATE_FILE).write_text('{"status": "runn')
     assert supervisor.read_state(tmp_path) is None
+
+
+def test_a_forced_stop_is_recorded_for_the_killed_supervisor(tmp_path: Path) -> None:
+    supervisor.write_state(tmp_path, supervisor.State(name="x", status="running", pid=123))
+    supervisor.mark_stopped(tmp_path, "stopped with SIGKILL (forced)")
+    state = _state(tmp_path)
+    assert state["status"] == "stopped" and state["pid"] is None
+    supervisor.write_state(tmp_path, supervisor.State(name="x", status="gave_up", note="why"))
+    supervisor.mark_stopped(tmp_path, "stopped")
+    assert _state(tmp_path)["status"] == "gave_up"  # what the supervisor said stays
+
+
+def test_kappa_status_is_unhealthy_when_a_job_gave_up() -> None:
+    from kappa.ops.status import healthy
+
+    services = [{"name": "kafka", "healthy": True}]
+    running = {"name": "raw_clicks", "supervisor": {"status": "running", "restarts": 2}}
+    gave_up = {"name": "features-x", "supervisor": {"status": "gave_up", "restarts": 5}}
+    assert healthy({"services": services, "queries": [running]})
+    assert not healthy({"services": services, "queries": [running, gave_up]})
+    assert healthy({"services": services})  # a stack with no job started
