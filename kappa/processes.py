@@ -35,14 +35,6 @@ def running_pid(pid_file: Path, marker: str) -> int | None:
     return pid if live and marker in cmdline else None
 
 
-def parent_pid(pid: int) -> int | None:
-    """The parent of ``pid`` (None when it is gone)."""
-    try:
-        return psutil.Process(pid).ppid()
-    except psutil.Error:
-        return None
-
-
 def group_members(pgid: int) -> list[psutil.Process]:
     """The live processes of process group ``pgid``."""
     members = []

@@ -235,13 +235,11 @@ def register(url: str, subject: str, schema: dict[str, Any]) -> Registration:
     registry = client(url)
     # The level first: a subject registered by another client may have none (or NONE),
     # and the schema is judged, by the registry and here, at the level kappa enforces.
-    if latest(url, subject) is not None and subject_level(url, subject) != COMPATIBILITY:
+    if subject_level(url, subject) != COMPATIBILITY:
         _call(url, lambda: registry.set_compatibility(subject, COMPATIBILITY), "set level")
     verdict = _verdict(url, subject, schema, COMPATIBILITY)
     if not verdict.compatible:
         return Registration(subject, verdict)
-    if subject_level(url, subject) != COMPATIBILITY:
-        _call(url, lambda: registry.set_compatibility(subject, COMPATIBILITY), "set level")
     schema_id = int(
         _call(url, lambda: registry.register_schema(subject, _avro(schema)), "register")
     )

@@ -17,8 +17,10 @@ from typing import Any
 
 from iceberg.tables import RAW_CLICKS, cdc_mirror
 from kappa.durations import to_spark
+from kappa.names import clicks_topic
 from kappa.settings import Settings
-from stream_jobs.avro import Contract, arrival_time
+from stream_jobs import raw_clicks
+from stream_jobs.avro import arrival_time
 from stream_jobs.runtime import JobContext
 
 EVENT_COLUMNS = (
@@ -189,13 +191,8 @@ def raw_events(spark: Any, settings: Settings, topic: str | None = None) -> Any:
     if topic:
         raw = raw.where(F.col("kafka_topic") == topic)
     arrived = arrival_time(F.col("kafka_timestamp"), F.col("ingested_at"))
-    checks = Contract(
-        subject="",
-        required=(),
-        max_future_skew=settings.features.max_future_skew,
-        max_age=settings.features.max_event_age,
-    ).time_checks(F.col("event_time"), arrived)
-    for refused, _ in checks:
+    contract = raw_clicks.contract(topic or clicks_topic(settings), settings)
+    for refused, _ in contract.time_checks(F.col("event_time"), arrived):
         raw = raw.where(~refused)
     return raw
 

@@ -33,8 +33,9 @@ READY_EVENTS = frozenset({"query_started", "waiting_for_schema"})
 """The JSON log events (``event`` field) a job's driver logs once it is up."""
 
 
-def ready(text: str) -> bool:
-    for line in text.splitlines():
+def ready(lines: list[str]) -> bool:
+    """Whether one of ``lines`` is a ready event of the driver's JSON log."""
+    for line in lines:
         if '"event"' in line:
             try:
                 record = json.loads(line)
@@ -45,6 +46,27 @@ def ready(text: str) -> bool:
     return False
 
 
+class _Tail:
+    """The whole lines a log gained since ``mark``, each read once (the log can grow by
+    megabytes of Spark output while a driver starts)."""
+
+    def __init__(self, path: Path, mark: int) -> None:
+        self.path, self.offset, self.partial = path, mark, b""
+        self.grew = False
+
+    def new_lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            return []
+        self.offset += len(chunk)
+        self.grew = self.grew or bool(chunk)
+        *whole, self.partial = (self.partial + chunk).split(b"\n")
+        return [line.decode(errors="replace") for line in whole]
+
+
 def await_start(
     instance: str, folder: Path, log_path: Path, mark: int, keeper: subprocess.Popen[bytes]
 ) -> int:
@@ -52,6 +74,7 @@ def await_start(
     supervisor just spawned in ``folder``)."""
     deadline = time.monotonic() + STARTUP_S
     first_pid, silent_since = None, time.monotonic()
+    tail, up = _Tail(log_path, mark), False
     while time.monotonic() < deadline:
         state = supervisor.read_state(folder) or {}
         if not state and keeper.poll() is not None:
@@ -65,10 +88,10 @@ def await_start(
             raise StartupError(startup_failure(instance, state, log_path, mark))
         current = state.get("pid")
         first_pid = first_pid or current
-        text = read_from(log_path, mark)
-        if current and ready(text):
+        up = ready(tail.new_lines()) or up
+        if current and up:
             return int(current)
-        if current and not text and time.monotonic() - silent_since > SILENT_S:
+        if current and not tail.grew and time.monotonic() - silent_since > SILENT_S:
             logger.warning(
                 "%s: spark-submit (pid %s) printed nothing; replacing it", instance, current
             )

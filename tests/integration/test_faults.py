@@ -11,6 +11,7 @@ fault, load while injected, events acknowledged, found, lost, duplicated, recove
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -35,8 +36,11 @@ from kappa.settings import Settings
 from producers.run import RunOptions, SimulationConfig, Summary, produce
 from stream_jobs import launcher, progress
 from tests.integration import featureoracle as oracle
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.faults
+
+_poll = functools.partial(wait_for, every_s=1)
 
 ROUNDS = int(os.environ.get("KAPPA_TEST_FAULT_ROUNDS", "1"))  # kept by tests/conftest.py
 RATE = 800.0  # events/s offered by the simulator while a fault is injected
@@ -85,16 +89,6 @@ def _raw_ids(settings: Settings, topic: str) -> Counter[str]:
     return Counter(rows.to_arrow().column("event_id").to_pylist())
 
 
-def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout_s:.0f}s: {what}")
-
-
 def _account(
     settings: Settings, topic: str, summary: Summary, *, fault: str, load: float, recovery_s: float
 ) -> dict[str, Any]:
@@ -136,11 +130,11 @@ def test_driver_sigkilled_under_load_is_restarted_and_loses_nothing(
             os.killpg(victim, signal.SIGKILL)
             t0 = time.monotonic()
             since = time.time()
-            _wait(lambda v=victim: launcher.pid(lake, name) not in (None, v), 30, "a new pid")
-            _wait(lambda s=since: _committed_since(lake, name, s), 240, "a batch after restart")
+            _poll(lambda v=victim: launcher.pid(lake, name) not in (None, v), 30, "a new pid")
+            _poll(lambda s=since: _committed_since(lake, name, s), 240, "a batch after restart")
             recoveries.append(time.monotonic() - t0)
         summary = load.join()
-        _wait(lambda: sum(_raw_ids(lake, topic).values()) >= summary.delivered, 300, "catching up")
+        _caught_up(lake, topic, summary)
         state = launcher.supervision(lake, name)
     finally:
         launcher.stop(lake, name)
@@ -155,6 +149,12 @@ def test_driver_sigkilled_under_load_is_restarted_and_loses_nothing(
     )
     fault_table.append(row)
     assert row["lost"] == 0 and row["duplicated"] == 0, row
+
+
+def _caught_up(settings: Settings, topic: str, summary: Summary) -> None:
+    """Wait until raw.clicks holds as many rows of ``topic`` as the producer delivered."""
+    enough = lambda: sum(_raw_ids(settings, topic).values()) >= summary.delivered  # noqa: E731
+    _poll(enough, 300, "raw.clicks to catch up")
 
 
 def _committed_since(settings: Settings, query: str, since: float) -> bool:
@@ -177,15 +177,15 @@ def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
         assert broker is not None
         os.kill(broker, signal.SIGKILL)  # no clean shutdown: the log is recovered on start
         down_at = time.monotonic()
-        _wait(lambda: kafka.pid() is None, 30, "the broker to die")
+        _poll(lambda: kafka.pid() is None, 30, "the broker to die")
         time.sleep(5)
         kafka.start()
         kafka.wait_healthy()
         back_at, since = time.monotonic(), time.time()
         summary = load.join()
-        _wait(lambda: _committed_since(lake, name, since), 300, "a batch after the broker")
+        _poll(lambda: _committed_since(lake, name, since), 300, "a batch after the broker")
         recovered = time.monotonic() - back_at
-        _wait(lambda: sum(_raw_ids(lake, topic).values()) >= summary.delivered, 300, "catching up")
+        _caught_up(lake, topic, summary)
         time.sleep(5)  # sends that timed out but reached the log: give them a batch too
     finally:
         launcher.stop(lake, name)
@@ -252,9 +252,9 @@ def test_registry_down_for_60s_the_job_restarts_and_resumes_with_nothing_lost(
         registry_service.wait_healthy()
         back_at, since = time.monotonic(), time.time()
         summary = load.join()
-        _wait(lambda: _committed_since(lake, name, since), 300, "a batch after the registry")
+        _poll(lambda: _committed_since(lake, name, since), 300, "a batch after the registry")
         recovered = time.monotonic() - back_at
-        _wait(lambda: sum(_raw_ids(lake, topic).values()) >= summary.delivered, 300, "catching up")
+        _caught_up(lake, topic, summary)
         state = launcher.supervision(lake, name)
     finally:
         if registry_service.pid() is None:

@@ -34,6 +34,7 @@ from tests.integration.featurekit import (
     customers_table,
     table_rows,
 )
+from tests.waiting import wait_for
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 
@@ -69,16 +70,22 @@ def test_events_a_day_ahead_are_quarantined_and_on_time_events_still_reach_their
     raw_clicks.run(lake, SourceRange(available_now=True), topic=topic, name=f"r_{topic}")
     # Small micro-batches: the future events are read before the later on-time ones.
     small = lake.model_copy(update={"spark": SparkSettings(max_offsets_per_trigger=90)})
-    run = {"topic": topic, "customers": customers}
     names = ["user_activity_1m"]
-    features.run(
-        small,
-        SourceRange(available_now=True),
-        names,
-        instance=f"g_{topic}",
-        namespace=guarded,
-        **run,
-    )
+
+    def run(settings: Settings, instance: str, namespace: str) -> int:
+        """Drain the topic into ``namespace``; the events the query dropped as late."""
+        features.run(
+            settings,
+            SourceRange(available_now=True),
+            names,
+            topic=topic,
+            instance=instance,
+            namespace=namespace,
+            customers=customers,
+        )
+        return progress.dropped_by_watermark(settings, features.query_name(instance, names[0]))
+
+    dropped = run(small, f"g_{topic}", guarded)
 
     records = [r for r in oracle.consume(lake, topic) if r["event_id"] not in future.event_ids]
     events = oracle.events_frame(records)
@@ -87,7 +94,6 @@ def test_events_a_day_ahead_are_quarantined_and_on_time_events_still_reach_their
     got = table_rows(lake, f"{guarded}.user_activity_1m")
     assert_matches_oracle(got, want, names[0])
     assert sum(r["events"] for r in got.values()) == 600  # every on-time event, early and later
-    dropped = progress.dropped_by_watermark(small, features.query_name(f"g_{topic}", names[0]))
     assert dropped == 0
     # The future events: quarantined with their reason, and archived like every event.
     bad = _lake_rows(lake, "quarantine.clicks", topic)
@@ -98,16 +104,7 @@ def test_events_a_day_ahead_are_quarantined_and_on_time_events_still_reach_their
 
     # Without the guard, the same input loses the later on-time events (the test can fail).
     off = FeatureSettings(max_future_skew=timedelta(days=3650))
-    unguarded_settings = small.model_copy(update={"features": off})
-    features.run(
-        unguarded_settings,
-        SourceRange(available_now=True),
-        names,
-        instance=f"u_{topic}",
-        namespace=unguarded,
-        **run,
-    )
-    lost = progress.dropped_by_watermark(lake, features.query_name(f"u_{topic}", names[0]))
+    lost = run(small.model_copy(update={"features": off}), f"u_{topic}", unguarded)
     assert lost >= 200, "without the guard the later events should have been late"
 
 
@@ -121,15 +118,17 @@ def test_a_driver_killed_with_sigkill_is_back_within_30s_and_resumes_its_checkpo
     name = f"s_{topic}"
     killed = launcher.start(lake, "raw_clicks", ["--topic", topic], instance=name)
     try:
-        _wait(lambda: len(_lake_rows(lake, "raw.clicks", topic)) == 500, 240, "first 500")
-        _wait(lambda: _batches(lake, name), 60, "the first batch's progress")
+        wait_for(lambda: len(_lake_rows(lake, "raw.clicks", topic)) == 500, 240, "first 500")
+        wait_for(lambda: _batches(lake, name), 60, "the first batch's progress")
         os.killpg(killed, signal.SIGKILL)  # the driver's whole process group, no warning
         t0 = time.monotonic()
-        back = _wait(lambda: (p := launcher.pid(lake, name)) not in (None, killed) and p, 30, "")
+        back = wait_for(
+            lambda: (p := launcher.pid(lake, name)) not in (None, killed) and p, 30, "a new pid"
+        )
         back_after_s = time.monotonic() - t0
         assert back_after_s <= 30
         more = clickgen.produce(lake, topic, clickgen.events(500, seed=32), sid)
-        _wait(lambda: len(_lake_rows(lake, "raw.clicks", topic)) >= 1000, 300, "after restart")
+        wait_for(lambda: len(_lake_rows(lake, "raw.clicks", topic)) >= 1000, 300, "after restart")
         shown = _cli_json(["stream", "status", name])["queries"]
         overall = [q for q in _cli_json(["status"])["queries"] if q.get("instance") == name]
     finally:
@@ -152,16 +151,6 @@ def test_a_driver_killed_with_sigkill_is_back_within_30s_and_resumes_its_checkpo
 def _batches(settings: Settings, query: str) -> list[dict[str, Any]]:
     """The query's logged batches that read rows."""
     return [p for p in progress.all_progress(settings, query) if p.get("numInputRows")]
-
-
-def _wait(check: Any, timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what or 'the restart'}")
 
 
 def _cli_json(args: list[str]) -> dict[str, Any]:

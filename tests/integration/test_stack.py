@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import psutil
 import psycopg2
 import requests
 from confluent_kafka import Consumer, Producer
@@ -148,23 +150,14 @@ def test_topic_and_schema_survive_down_and_up(stack: Settings, unique_name) -> N
 
 def _command_lines(roots: set[int]) -> dict[int, str]:
     """The command line of every process in the trees under ``roots``."""
-    parents, lines = {}, {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            line = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:  # ended meanwhile
-            continue
-        parents[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        lines[int(proc.name)] = line
-    ours, grew = set(roots), True
-    while grew:
-        more = {p for p, parent in parents.items() if parent in ours} - ours
-        ours |= more
-        grew = bool(more)
-    return {p: lines[p] for p in ours if p in lines}
+    lines = {}
+    for root in roots:
+        with contextlib.suppress(psutil.Error):
+            tree = psutil.Process(root)
+            for proc in [tree, *tree.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):  # ended meanwhile
+                    lines[proc.pid] = " ".join(proc.cmdline())
+    return lines
 
 
 def test_no_password_on_any_command_line(stack: Settings, topic_factory) -> None:

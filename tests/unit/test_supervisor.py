@@ -15,18 +15,14 @@ import pytest
 
 from kappa import supervisor
 from kappa.processes import alive, running_pid
+from tests.waiting import wait_for
+
+
+def _poll(check: Callable[[], Any], what: str) -> Any:
+    return wait_for(check, 20, what, every_s=0.05)
+
 
 SLEEPER = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"]
-
-
-def _wait(what: Callable[[], Any], timeout_s: float = 20, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(message or "timed out")
 
 
 @pytest.fixture
@@ -60,16 +56,18 @@ def test_a_killed_command_is_restarted_with_a_new_pid_and_the_restart_recorded(
 ) -> None:
     keeper = supervise(SLEEPER)
     log = tmp_path / supervisor.LOG_FILE
-    first = _wait(lambda: _child(tmp_path), message="the command never started")
-    _wait(lambda: log.read_text().count("up") == 1)  # its output goes to the log
+    first = _poll(lambda: _child(tmp_path), "the command to start")
+    _poll(
+        lambda: log.read_text().count("up") == 1, "its output in the log"
+    )  # its output goes to the log
     assert _state(tmp_path)["status"] == "running"
     os.killpg(first, signal.SIGKILL)
-    second = _wait(lambda: (p := _child(tmp_path)) and p != first and p, message="no restart")
-    state = _wait(lambda: (s := _state(tmp_path)).get("status") == "running" and s)
+    second = _poll(lambda: (p := _child(tmp_path)) and p != first and p, "the restart")
+    state = _poll(lambda: (s := _state(tmp_path)).get("status") == "running" and s, "running")
     assert state["restarts"] == 1 and state["pid"] == second
     assert state["last_exit"]["reason"] == "killed by SIGKILL"
     assert not alive(first)
-    _wait(lambda: log.read_text().count("up") == 2)
+    _poll(lambda: log.read_text().count("up") == 2, "the second run's output")
     # A stop ends the command and the supervisor, and nothing restarts it.
     keeper.send_signal(signal.SIGTERM)
     assert keeper.wait(timeout=20) == 0
