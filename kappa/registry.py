@@ -85,8 +85,13 @@ def _session() -> requests.Session:
 
 def _transient(exc: BaseException) -> bool:
     import requests
+    from confluent_kafka.schema_registry.common._httpx_compat import httpx
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+    # SchemaRegistryClient's transport (httpx) raises its own errors for a refused or
+    # dropped connection; they never carry a status, so they are always transient.
+    if isinstance(exc, httpx.TransportError):
+        return True
     if isinstance(exc, requests.RequestException | SchemaRegistryError):
         status = getattr(exc, "http_status_code", None) or getattr(
             getattr(exc, "response", None), "status_code", None
