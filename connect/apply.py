@@ -108,8 +108,13 @@ def apply(
     Raises:
         ConnectorValidationError: A config was rejected; no connector was written.
     """
+    from connect.source import prepare_capture
+
     client = ConnectClient(settings.connect)
     specs = list(specs) if specs is not None else load_connectors(settings.connect.connectors_dir)
+    if not dry_run:  # the publication and grants first: Connect's validation logs in
+        for spec in specs:
+            prepare_capture(settings, spec.render(settings))
     # Validate everything first so one bad file leaves the cluster untouched.
     desired = [(spec, validate(client, spec, settings)) for spec in specs]
     results = []
@@ -123,10 +128,7 @@ def apply(
         if action != "unchanged" and not dry_run:
             client.put_config(spec.name, config)
         elif action == "unchanged" and not dry_run and _failed(client, spec.name):
-            client.restart(spec.name)
-            deadline = time.monotonic() + 15  # until Connect shows the restart
-            while _failed(client, spec.name) and time.monotonic() < deadline:
-                time.sleep(0.5)
+            _restart(client, spec.name)
             action = "restarted"
         results.append(ApplyResult(spec.name, action, diff))
     return results
@@ -210,8 +212,17 @@ def wait_running(settings: Settings, name: str, timeout_s: float = 60.0) -> Conn
 
 
 def restart(settings: Settings, name: str) -> None:
-    """Restart a connector and all of its tasks."""
-    ConnectClient(settings.connect).restart(name)
+    """Restart a connector and all of its tasks; returns once Connect's status shows it
+    (so a ``wait_running`` right after never reads the failure from before)."""
+    _restart(ConnectClient(settings.connect), name)
+
+
+def _restart(client: ConnectClient, name: str, timeout_s: float = 15) -> None:
+    was_failed = _failed(client, name)
+    client.restart(name)
+    deadline = time.monotonic() + timeout_s  # the status topic lags the REST call
+    while was_failed and _failed(client, name) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def delete(settings: Settings, name: str, purge: bool = False) -> str | None:

@@ -1,4 +1,5 @@
-"""The PostgreSQL side of CDC: the source tables' DDL, and slot/publication cleanup."""
+"""The PostgreSQL side of CDC: the source tables' DDL, the publication and grants a
+connector reads through, and slot/publication cleanup."""
 
 from __future__ import annotations
 
@@ -54,6 +55,65 @@ def prepare_source(settings: Settings, database: str, ddl: str, attempts: int = 
         first_wait_s=0.2,
         name="source DDL",
     )
+
+
+POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
+
+
+def prepare_capture(settings: Settings, config: dict[str, str]) -> list[str]:
+    """What a Debezium PostgreSQL connector may read, set up by the tables' owner.
+
+    With ``publication.autocreate.mode=disabled`` Debezium's role needs no ownership
+    and no CREATE: kappa (connected as the owner, ``KAPPA_POSTGRES_USER``) creates the
+    publication over exactly ``table.include.list`` (or sets its tables to that list),
+    and grants the connector's ``database.user`` CONNECT, USAGE on the schemas and
+    SELECT on those tables (the snapshot), nothing more. Idempotent.
+
+    Returns:
+        The captured tables (empty for another connector or another autocreate mode).
+
+    Raises:
+        KappaError: A captured table does not exist yet (apply the source DDL first).
+    """
+    if config.get("connector.class") != POSTGRES_CONNECTOR:
+        return []
+    if config.get("publication.autocreate.mode") != "disabled":
+        return []
+    from psycopg2 import sql
+
+    tables = [t.strip() for t in config.get("table.include.list", "").split(",") if t.strip()]
+    publication, role = config["publication.name"], config["database.user"]
+    conn = _connect(settings, config["database.dbname"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(t) FROM unnest(%s::text[]) AS t", (tables,))
+            missing = [t for t, (found,) in zip(tables, cur.fetchall(), strict=True) if not found]
+            if missing:
+                raise KappaError(
+                    f"captured table(s) {', '.join(missing)} do not exist in database"
+                    f" '{config['database.dbname']}'; create them (the simulator or"
+                    " `kappa connect apply` does for the shop) before applying the connector"
+                )
+            idents = [sql.Identifier(*t.split(".", 1)) for t in tables]
+            listed = sql.SQL(", ").join(idents)
+            cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
+            verb = (
+                "ALTER PUBLICATION {} SET TABLE {}"
+                if cur.fetchone()
+                else "CREATE PUBLICATION {} FOR TABLE {}"
+            )
+            cur.execute(sql.SQL(verb).format(sql.Identifier(publication), listed))
+            if role != settings.postgres.user:
+                database = sql.Identifier(config["database.dbname"])
+                who = sql.Identifier(role)
+                cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, who))
+                for schema in sorted({t.split(".", 1)[0] for t in tables}):
+                    grant = sql.SQL("GRANT USAGE ON SCHEMA {} TO {}")
+                    cur.execute(grant.format(sql.Identifier(schema), who))
+                cur.execute(sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(listed, who))
+    finally:
+        conn.close()
+    return tables
 
 
 def drop_replication(

@@ -78,6 +78,9 @@ class Service(ABC):
     # True when the process runs its work in children (e.g. a web server it spawns):
     # stop then signals the whole process group and leaves no child behind.
     signal_group: bool = False
+    # True when the next service must start before this one can be healthy (the nodes
+    # of a Kafka quorum): up() starts both, then waits for each.
+    start_with_next: bool = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -36,14 +36,22 @@ class ServiceStatus:
 
 
 def services(settings: Settings) -> list[Service]:
-    return [cls(settings) for cls in SERVICE_ORDER]
+    """Every service in start order; Kafka once per node (``kafka``, ``kafka-2``, ...)."""
+    out: list[Service] = []
+    for cls in SERVICE_ORDER:
+        if cls is Kafka and settings.kafka.managed:
+            out += [Kafka(settings, node) for node in range(1, settings.kafka.nodes + 1)]
+        else:
+            out.append(cls(settings))
+    return out
 
 
 def service(settings: Settings, name: str) -> Service:
-    for svc in services(settings):
+    every = services(settings)
+    for svc in every:
         if svc.name == name:
             return svc
-    known = ", ".join(cls.name for cls in SERVICE_ORDER)
+    known = ", ".join(svc.name for svc in every)
     raise UnknownServiceError(f"unknown service '{name}'; known services: {known}")
 
 
@@ -78,23 +86,32 @@ def up(settings: Settings, report: Report = print) -> bool:
     # Check every port before starting anything, so a conflict leaves nothing half-started.
     for svc in to_start:
         svc.check_ports()
+    if settings.kafka.managed:
+        Kafka(settings).cluster_id()  # refuses a node count other than the cluster's
+    started: list[Service] = []  # started, not yet healthy: the nodes of a quorum
     for svc in stack:
         if svc in to_start:
             report(f"starting {svc.name} ...")
             svc.prepare()
             svc.start()
+            started.append(svc)
+            if svc.start_with_next:
+                continue
+        for waiting in started:
             try:
-                svc.wait_healthy()
+                waiting.wait_healthy()
             except KappaError:
-                svc.stop()
+                for other in started:
+                    other.stop()
                 raise
-            svc.after_start()
-            report(f"{svc.name} healthy at {svc.endpoint}")
-        else:
+            waiting.after_start()
+            report(f"{waiting.name} healthy at {waiting.endpoint}")
+        if svc not in started:
             svc.wait_healthy()
             svc.after_start()
             how = "already running" if svc.managed else "external"
             report(f"{svc.name} {how}, healthy at {svc.endpoint}")
+        started = []
     return True
 
 

@@ -71,6 +71,21 @@ def registry_conf(settings: Settings, retries: int = 3) -> dict[str, Any]:
     return {"url": settings.registry.ccompat_url, "timeout": TIMEOUT_S, "max.retries": retries}
 
 
+def redacted(url: str) -> str:
+    """``url`` without the password of its user info (``https://user:***@host/...``).
+
+    A registry behind basic auth is given as ``KAPPA_REGISTRY_URL=https://user:pass@host/...``
+    (confluent-kafka's client and requests both read it): no message may print the password.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 _local = threading.local()
 
 
@@ -103,7 +118,7 @@ def _transient(exc: BaseException) -> bool:
 def _unavailable(url: str) -> Any:
     def fail(exc: BaseException) -> KappaError:
         return RegistryUnavailableError(
-            f"schema registry not reachable at {url} after {ATTEMPTS} attempts"
+            f"schema registry not reachable at {redacted(url)} after {ATTEMPTS} attempts"
             f" ({exc.__class__.__name__}); run `kappa up` or set KAPPA_REGISTRY_URL"
         )
 
@@ -132,11 +147,11 @@ def _get(url: str) -> Any:
         return resp.json()
 
     try:
-        return _call(url, once, f"GET {url}")
+        return _call(url, once, f"GET {redacted(url)}")
     except KappaError:
         raise
     except Exception as exc:  # a 4xx other than 404: the registry's own refusal
-        raise RegistryError(f"registry refused GET {url}: {exc}") from exc
+        raise RegistryError(f"registry refused GET {redacted(url)}: {exc}") from exc
 
 
 _by_id: dict[tuple[str, int], str] = {}
@@ -273,7 +288,7 @@ def fetch(settings: Settings, schema_id: int) -> dict[str, Any]:
     url = settings.registry.ccompat_url
     text = schema_by_id(url, schema_id)
     if text is None:
-        raise RegistryError(f"schema id {schema_id} is not registered at {url}")
+        raise RegistryError(f"schema id {schema_id} is not registered at {redacted(url)}")
     return dict(json.loads(text))
 
 

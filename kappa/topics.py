@@ -25,6 +25,7 @@ def admin(settings: Settings) -> Any:
     conf: dict[str, str | int | float | bool] = {
         "bootstrap.servers": settings.kafka.bootstrap,
         "log_level": 5,
+        **settings.kafka.client_config(),
     }
     return AdminClient(conf, logger=LIBRDKAFKA_LOG)
 
@@ -95,6 +96,7 @@ def consumer(settings: Settings, purpose: str = "kappa") -> Any:
             "bootstrap.servers": settings.kafka.bootstrap,
             "group.id": f"{purpose}-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
+            **settings.kafka.client_config(),
         },
         logger=LIBRDKAFKA_LOG,
     )

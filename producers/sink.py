@@ -29,7 +29,7 @@ class ClickSink:
         self.endpoint = settings.kafka.bootstrap
         self.sent = self.failed = 0
         self.errors: list[str] = []
-        conf = settings.producer.librdkafka(self.endpoint)
+        conf = settings.producer.librdkafka(self.endpoint) | settings.kafka.client_config()
         conf |= {
             "delivery.report.only.error": True,
             "on_delivery": self._on_delivery,

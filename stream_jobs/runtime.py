@@ -70,6 +70,7 @@ def kafka_source(spark: Any, settings: Settings, topics: list[str], rng: SourceR
         .option("failOnDataLoss", "true")
         .option("maxOffsetsPerTrigger", str(settings.spark.max_offsets_per_trigger))
         .option("includeHeaders", "false")
+        .options(**{f"kafka.{k}": v for k, v in settings.kafka.java_client_config().items()})
     )
     df = reader.load()
     if rng.ending:

@@ -20,7 +20,8 @@ import pytest
 from kappa.settings import PROJECT_ROOT, Settings, get_settings
 
 TEST_ENV_PREFIX = "KAPPA_TEST_"
-# Every port the local stack listens on, with its default (see kappa.settings).
+# Every port the local stack listens on, with its default (see kappa.settings); Kafka's
+# further nodes are 10 and 20 above its two.
 _PORTS = {
     "KAPPA_POSTGRES_PORT": 5433,
     "KAPPA_KAFKA_PORT": 9092,
@@ -38,6 +39,9 @@ def _test_environment() -> dict[str, str]:
     state = Path(os.environ.get(f"{TEST_ENV_PREFIX}STATE_DIR", PROJECT_ROOT / ".stack-test"))
     env = {name: str(port + offset) for name, port in _PORTS.items()}
     env |= {"KAPPA_STATE_DIR": str(state), "KAPPA_JARS": str(jars)}
+    # Three KRaft nodes (replication 3, min.insync.replicas 2), so the broker fault is the
+    # loss of one of them; KAPPA_TEST_BROKERS=1 runs the suite on a single node.
+    env["KAPPA_KAFKA_BROKERS"] = os.environ.get(f"{TEST_ENV_PREFIX}BROKERS", "3")
     # A loaded 2-core machine (a user's demo beside the suite) starts Connect slowly.
     env["KAPPA_HEALTH_TIMEOUT_S"] = os.environ.get(f"{TEST_ENV_PREFIX}HEALTH_TIMEOUT_S", "300")
     return env

@@ -43,7 +43,7 @@ class Connect(Service):
             group_id=self.cfg.group_id,
             host=self.cfg.host,
             port=self.cfg.port,
-            replication_factor=1,
+            replication_factor=-1,  # the broker default: 3 on a three-node stack
             # connectors and converters resolve into separate folders; Connect scans both
             plugin_path=",".join(
                 str(jars.folder(self.stack, p).resolve()) for p in ("connect", "connect-converter")

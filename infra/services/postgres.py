@@ -1,9 +1,10 @@
 """PostgreSQL from Debian's packages, as kappa's own cluster in the state folder.
 
 The server refuses to run as root, so when kappa runs as root the cluster is
-owned by and runs as the ``postgres`` OS user. One role (``kappa``, with
-REPLICATION for Debezium) owns the four databases: the OLTP source, the Iceberg
-catalog, the registry and MLflow.
+owned by and runs as the ``postgres`` OS user. One role (``kappa``) owns the four
+databases: the OLTP source, the Iceberg catalog, the registry and MLflow. Debezium
+logs in as its own role (``kappa_cdc``): REPLICATION, and SELECT on the tables it
+captures, granted by ``kappa connect apply`` with the publication it reads.
 """
 
 from __future__ import annotations
@@ -199,14 +200,12 @@ class Postgres(Service):
         conn = self._connect_admin()
         conn.autocommit = True
         password = self.cfg.password.get_secret_value()
+        cdc_password = self.cfg.cdc_password.get_secret_value()
         with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.cfg.user,))
-            verb = "ALTER" if cur.fetchone() else "CREATE"
-            cur.execute(
-                sql.SQL("{} ROLE {} LOGIN REPLICATION CREATEDB PASSWORD {}").format(
-                    sql.SQL(verb), sql.Identifier(self.cfg.user), sql.Literal(password)
-                )
-            )
+            _role(cur, self.cfg.user, "LOGIN REPLICATION CREATEDB", password)
+            # Debezium's own role: it may stream the WAL and read what it is granted
+            # (the captured tables, by `kappa connect apply`), and nothing else.
+            _role(cur, self.cfg.cdc_user, "LOGIN REPLICATION NOCREATEDB NOCREATEROLE", cdc_password)
             for db in self.cfg.databases:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
                 if not cur.fetchone():
@@ -216,3 +215,16 @@ class Postgres(Service):
                         )
                     )
         conn.close()
+
+
+def _role(cur: Any, name: str, attributes: str, password: str) -> None:
+    """Create role ``name`` with ``attributes``, or bring an existing one to them."""
+    from psycopg2 import sql
+
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
+    verb = "ALTER" if cur.fetchone() else "CREATE"
+    cur.execute(
+        sql.SQL("{} ROLE {} {} PASSWORD {}").format(
+            sql.SQL(verb), sql.Identifier(name), sql.SQL(attributes), sql.Literal(password)
+        )
+    )

@@ -29,12 +29,22 @@ def install(out: Output) -> None:
 
 
 @click.command()
-def up() -> None:
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="KRaft nodes to run (3: replication 3, min.insync.replicas 2). Fixed when the"
+    " stack is first created; later commands use the same count.",
+)
+def up(brokers: int | None) -> None:
     """Start the services that are not running, in order, and wait until healthy."""
     from infra import stack
     from stream_jobs import launcher
 
     settings = get_settings()
+    if brokers is not None:
+        kafka = settings.kafka.model_copy(update={"brokers": brokers})
+        settings = settings.model_copy(update={"kafka": kafka})
     stack.up(settings, report=click.echo)
     created = launcher.ensure_topics(settings)
     if created:

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from kappa import registry as registry_client
 from kappa.exceptions import (
     BrokerUnavailableError,
     ConnectUnavailableError,
@@ -54,7 +55,8 @@ def registry(settings: Settings) -> None:
     address = _url_address(url)
     if address and not reachable(*address):
         raise RegistryUnavailableError(
-            f"schema registry not reachable at {url}; run `kappa up` or set KAPPA_REGISTRY_URL"
+            f"schema registry not reachable at {registry_client.redacted(url)}; run `kappa up`"
+            " or set KAPPA_REGISTRY_URL"
         )
 
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 
 from connect import apply as connect_apply
@@ -386,10 +387,15 @@ def test_invalid_config_is_rejected_with_connects_message(
 
 
 def test_failed_task_is_reported_with_its_trace(cdc: Settings, side_connector: Any) -> None:
-    spec, _ = side_connector(
-        **{"publication.autocreate.mode": "disabled", "snapshot.mode": "no_data"}
-    )
-    connect_apply.apply(cdc, [spec])
+    spec, publication = side_connector(**{"snapshot.mode": "no_data"})
+    connect_apply.apply(cdc, [spec])  # creates its publication (autocreate is disabled)
+    connect_apply.wait_running(cdc, spec.name, timeout_s=120)
+    # Someone drops the publication: Debezium may not recreate it, so the task fails.
+    pg = cdc.postgres
+    with psycopg2.connect(pg.dsn(pg.shop_db)) as conn, conn.cursor() as cur:
+        cur.execute(f'DROP PUBLICATION "{publication}"')
+    conn.close()
+    connect_apply.restart(cdc, spec.name)
     deadline = time.monotonic() + 90
     state = None
     while time.monotonic() < deadline:

@@ -95,7 +95,9 @@ def test_status_json_lists_every_service_healthy(stack: Settings) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     services = json.loads(done.stdout)["services"]
-    assert [s["name"] for s in services] == ["postgres", "kafka", "registry", "connect", "mlflow"]
+    nodes = [f"kafka-{n}" for n in range(2, stack.kafka.nodes + 1)]
+    want = ["postgres", "kafka", *nodes, "registry", "connect", "mlflow"]
+    assert [s["name"] for s in services] == want
     for svc in services:
         assert set(svc) >= {"name", "pid", "endpoint", "healthy", "version"}
         assert svc["healthy"] is True and svc["version"]
@@ -178,3 +180,25 @@ def test_no_password_on_any_command_line(stack: Settings, topic_factory) -> None
         assert not found, found
     finally:
         launcher.stop(stack, instance)
+
+
+def test_the_topics_kappa_creates_are_replicated_to_every_node(
+    stack: Settings, unique_name
+) -> None:
+    from confluent_kafka.admin import ConfigResource
+
+    from kappa import topics
+
+    name = unique_name("rf")
+    assert topics.ensure_clicks(stack, name)
+    admin = topics.admin(stack)
+    try:
+        meta = admin.list_topics(name, timeout=30).topics[name]
+        [described] = admin.describe_configs([ConfigResource("topic", name)]).values()
+        config = described.result(timeout=30)
+    finally:
+        admin.delete_topics([name])[name].result(timeout=30)
+    assert {len(p.replicas) for p in meta.partitions.values()} == {stack.kafka.replication}
+    assert {len(p.isrs) for p in meta.partitions.values()} == {stack.kafka.replication}
+    assert config["min.insync.replicas"].value == str(stack.kafka.min_insync)
+    assert stack.kafka.replication == min(3, stack.kafka.nodes)

@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _settings() -> Settings:
     return Settings(
-        postgres=PostgresSettings(host="db.example", port=6543, password=SecretStr("s3cret")),
+        postgres=PostgresSettings(
+            host="db.example", port=6543, password=SecretStr("x"), cdc_password=SecretStr("s3cret")
+        ),
         registry=RegistrySettings(host="reg.example", port=9999),
         connect=ConnectSettings(connectors_dir=REPO / "connect" / "connectors"),
     )
@@ -41,7 +43,10 @@ def test_shop_connector_declares_the_cdc_contract(shop: dict[str, str]) -> None:
     assert shop["plugin.name"] == "pgoutput"
     assert shop["topic.prefix"] == "shop"
     assert shop["slot.name"] and shop["publication.name"]
-    assert shop["publication.autocreate.mode"] == "filtered"
+    # kappa creates the publication (connect.source.prepare_capture): Debezium's role
+    # needs no ownership of the tables.
+    assert shop["publication.autocreate.mode"] == "disabled"
+    assert shop["database.user"] == "kappa_cdc"
     assert shop["table.include.list"].split(",") == [
         "public.customers",
         "public.products",

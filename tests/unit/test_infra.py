@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from infra import jars
+from infra import stack as local_stack
 from infra.process import port_is_free, render, tail
 from infra.services.kafka import Kafka, new_cluster_id
-from kappa.exceptions import PortInUseError
+from kappa.exceptions import PortInUseError, ServiceStartError
 from kappa.settings import KafkaSettings, Settings, StackSettings
 
 
@@ -23,6 +24,11 @@ def test_render_substitutes_and_rejects_missing_values(tmp_path: Path) -> None:
         log_dirs="/x",
         num_partitions=3,
         retention_hours=5,
+        nodes=1,
+        node_id=1,
+        quorum="controller.quorum.bootstrap.servers=127.0.0.1:2",
+        replication=1,
+        min_insync=1,
     )
     text = out.read_text()
     assert "listeners=PLAINTEXT://127.0.0.1:1,CONTROLLER://127.0.0.1:2" in text
@@ -78,3 +84,42 @@ def test_cluster_ids_are_kafka_shaped_and_never_read_as_an_option() -> None:
         assert len(cluster_id) == 22
         assert not cluster_id.startswith("-")
         assert set(cluster_id) <= set(string.ascii_letters + string.digits + "-_")
+
+
+def _three(tmp_path: Path, brokers: int | None = 3) -> Settings:
+    return Settings(
+        stack=StackSettings(state_dir=tmp_path),
+        kafka=KafkaSettings(port=7000, controller_port=7001, brokers=brokers),
+    )
+
+
+def test_three_brokers_get_their_own_ports_dirs_and_a_static_quorum(tmp_path: Path) -> None:
+    settings = _three(tmp_path)
+    nodes = [s for s in local_stack.services(settings) if isinstance(s, Kafka)]
+    assert [n.name for n in nodes] == ["kafka", "kafka-2", "kafka-3"]
+    assert [n.start_with_next for n in nodes] == [True, True, False]
+    assert settings.kafka.bootstrap == "127.0.0.1:7000,127.0.0.1:7010,127.0.0.1:7020"
+    assert len({n.data_dir for n in nodes}) == len({n.pid_path for n in nodes}) == 3
+    for node in nodes:
+        node.cluster_id()  # what prepare() records before formatting
+        text = node._quorum()
+        assert text == "controller.quorum.voters=1@127.0.0.1:7001,2@127.0.0.1:7011,3@127.0.0.1:7021"
+        assert [p.number for p in node.ports()] == [6990 + 10 * node.node, 6991 + 10 * node.node]
+    assert (settings.kafka.replication, settings.kafka.min_insync) == (3, 2)
+    # Later commands, with the count unset, bootstrap from all three.
+    later = Settings(stack=StackSettings(state_dir=tmp_path), kafka=KafkaSettings(port=7000))
+    assert later.kafka.brokers == 3 and later.kafka.bootstrap.count(",") == 2
+
+
+def test_the_node_count_is_fixed_when_the_cluster_is_created(tmp_path: Path) -> None:
+    Kafka(_three(tmp_path)).cluster_id()
+    with pytest.raises(ServiceStartError, match=r"created with 3 broker.*kappa down --purge"):
+        Kafka(_three(tmp_path, brokers=1)).cluster_id()
+    assert Kafka(_three(tmp_path, brokers=None)).cluster_id()  # unset: the recorded count
+
+
+def test_one_node_stays_a_standalone_kraft_node(tmp_path: Path) -> None:
+    settings = _three(tmp_path, brokers=None)
+    assert settings.kafka.bootstrap == "127.0.0.1:7000"
+    assert Kafka(settings)._quorum() == "controller.quorum.bootstrap.servers=127.0.0.1:7001"
+    assert (settings.kafka.replication, settings.kafka.min_insync) == (1, 1)

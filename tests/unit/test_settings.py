@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from kappa.settings import KafkaSettings, PostgresSettings, RegistrySettings, Settings
 
@@ -65,3 +67,52 @@ def test_settings_are_frozen_and_strict() -> None:
         k.port = 1  # type: ignore[misc]
     with pytest.raises(ValidationError):
         KafkaSettings(no_such_field=1)  # type: ignore[call-arg]
+
+
+def test_sasl_ssl_settings_reach_every_kafka_client() -> None:
+    import certifi
+    from confluent_kafka import Producer
+
+    ca = Path(certifi.where())  # a real PEM bundle: librdkafka loads it
+    kafka = KafkaSettings(
+        bootstrap_servers="b1.example:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password=SecretStr('p"w\\d'),
+        ssl_ca_location=ca,
+    )
+    conf = kafka.client_config()
+    assert conf == {
+        "security.protocol": "sasl_ssl",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "svc",
+        "sasl.password": 'p"w\\d',
+        "ssl.ca.location": str(ca),
+    }
+    Producer({"bootstrap.servers": "127.0.0.1:9", **conf})  # librdkafka accepts every key
+    java = kafka.java_client_config()
+    assert java["security.protocol"] == "SASL_SSL" and java["ssl.truststore.type"] == "PEM"
+    assert java["sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required"
+        ' username="svc" password="p\\"w\\\\d";'
+    )
+    assert 'p"w' not in repr(kafka)  # a SecretStr: not in a log line or a traceback
+    plain = KafkaSettings().client_config()
+    assert plain == {"security.protocol": "plaintext"}
+
+
+def test_postgres_sslmode_reaches_libpq_jdbc_and_sqlalchemy() -> None:
+    pg = PostgresSettings(host="db.example", sslmode="verify-full")
+    assert "sslmode=verify-full" in pg.dsn("shop")
+    assert pg.jdbc_url("shop").endswith("/shop?sslmode=verify-full")
+    assert pg.sqlalchemy_url("mlflow").endswith("/mlflow?sslmode=verify-full")
+    assert "sslmode" not in PostgresSettings().jdbc_url("shop")
+
+
+def test_a_registry_password_in_its_url_is_never_printed() -> None:
+    from kappa.registry import redacted
+
+    url = "https://svc:s3cr%40t@registry.example:8443/apis/ccompat/v7"
+    assert redacted(url) == "https://svc:***@registry.example:8443/apis/ccompat/v7"
+    assert redacted("http://127.0.0.1:8081/apis") == "http://127.0.0.1:8081/apis"

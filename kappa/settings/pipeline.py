@@ -1,0 +1,185 @@
+"""Settings of the pipeline's stages: topics, producer, Spark, supervision, features, training."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
+from kappa import names
+from kappa.durations import Duration
+from kappa.settings._base import _config
+from schemas.contracts import CLICKS_TOPIC
+
+
+class TopicSettings(BaseSettings):
+    """The Kafka topics of the pipeline: every producer and job takes their names from here.
+
+    ``KAPPA_TOPICS_CLICKS=t`` moves the whole click pipeline: the simulator writes ``t``,
+    ``raw_clicks``, ``features`` and backfills read it, the trainer logs ``t-value``'s
+    schema ids and ``kappa status`` shows the offsets behind on ``t``.
+    """
+
+    model_config = _config("KAPPA_TOPICS_")
+
+    clicks: str = Field(default=CLICKS_TOPIC, description="Topic of the click stream.")
+    clicks_partitions: int = Field(
+        default=3, description="Partitions when the producer creates the click topic."
+    )
+    clicks_replication: int = Field(
+        default=-1,
+        description="Replication factor of a created click topic; -1: the broker's default.",
+    )
+    clicks_retention: Duration | None = Field(
+        default=None,
+        description="retention.ms of a created click topic (e.g. 30d); unset: the broker's.",
+    )
+    clicks_max_value_bytes: int = Field(
+        default=65_536,
+        description="A click record's value longer than this is quarantined as oversized.",
+    )
+    cdc_prefix: str = Field(
+        default="shop",
+        description="Debezium's topic.prefix: table public.t is captured to <prefix>.public.t.",
+    )
+    cdc_partitions: int = Field(
+        default=3, description="Partitions of each CDC topic (kappa creates them before Connect)."
+    )
+    cdc_replication: int = Field(
+        default=-1, description="Replication factor of each CDC topic; -1: the broker's default."
+    )
+
+
+class ProducerSettings(BaseSettings):
+    """The traffic simulator's Kafka producer (snake_case here, librdkafka keys below)."""
+
+    model_config = _config("KAPPA_PRODUCER_")
+
+    compression: str = Field(default="lz4", description="lz4, zstd, snappy, gzip or none.")
+    linger_ms: int = Field(default=20, description="How long librdkafka waits to fill a batch.")
+    batch_size: int = Field(default=1_000_000, description="Max bytes per partition batch.")
+    queue_max_messages: int = Field(default=1_000_000, description="Client-side queue bound.")
+    retries: int = Field(default=5, description="Attempts to reach the registry or broker.")
+    retry_backoff: Duration = Field(
+        default=timedelta(seconds=1), description="First backoff; doubles per attempt."
+    )
+    delivery_timeout_ms: int = Field(default=30_000, description="Give up on a message after.")
+
+    def librdkafka(self, bootstrap: str) -> dict[str, object]:
+        """The confluent-kafka Producer config: idempotent, acks=all, compressed, batched."""
+        return {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": self.compression,
+            "linger.ms": self.linger_ms,
+            "batch.size": self.batch_size,
+            "queue.buffering.max.messages": self.queue_max_messages,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "message.timeout.ms": self.delivery_timeout_ms,
+        }
+
+
+class SparkSettings(BaseSettings):
+    """Spark for the streaming jobs: local by default, any master by configuration."""
+
+    model_config = _config("KAPPA_SPARK_")
+
+    master: str = "local[2]"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(default=4, description="Sized for 2 cores; raise on a cluster.")
+    checkpoint_root: str | None = Field(
+        default=None, description="Root of per-query checkpoints; defaults under the state dir."
+    )
+    ui_enabled: bool = False
+    trigger_interval: Duration = Field(
+        default=timedelta(seconds=5), description="Processing-time trigger of live queries."
+    )
+    max_offsets_per_trigger: int = Field(default=500_000, description="Cap per micro-batch.")
+    replay_max_offsets_per_trigger: int = Field(
+        default=2_000_000,
+        description="Cap per micro-batch of a backfill replay: a bounded range goes through"
+        " in a few large batches (fewer state-store commits and evictions per event).",
+    )
+    state_store: str = Field(default="rocksdb", description="rocksdb or hdfs (Spark's default).")
+
+
+class SupervisorSettings(BaseSettings):
+    """How the streaming jobs are kept running (``kappa.supervisor``)."""
+
+    model_config = _config("KAPPA_SUPERVISOR_")
+
+    restart_budget: int = Field(
+        default=5, description="Restarts allowed within the window; then the job stays down."
+    )
+    restart_window: Duration = Field(
+        default=timedelta(minutes=10), description="The window the restart budget counts in."
+    )
+    backoff_first: Duration = Field(
+        default=timedelta(seconds=2), description="Wait before the first restart (doubles)."
+    )
+    backoff_max: Duration = Field(
+        default=timedelta(minutes=1), description="Longest wait between restarts."
+    )
+    stop_grace: Duration = Field(
+        default=timedelta(seconds=60), description="A stop waits this long before SIGKILL."
+    )
+
+
+class FeatureSettings(BaseSettings):
+    """Event-time semantics of the windowed feature jobs."""
+
+    model_config = _config("KAPPA_FEATURES_")
+
+    watermark_delay: Duration = Field(
+        default=timedelta(minutes=2),
+        description="How late an event may arrive (event time) and still count in its window.",
+    )
+    session_gap: Duration = Field(
+        default=timedelta(minutes=30), description="Inactivity that ends a session."
+    )
+    max_future_skew: Duration = Field(
+        default=timedelta(minutes=5),
+        description="An event whose event_time is further ahead of when it reached Kafka "
+        "(or of processing, if earlier) is quarantined as future_event_time: it never "
+        "reaches a window or the watermark, and stays in raw.clicks.",
+    )
+    max_event_age: Duration | None = Field(
+        default=None,
+        description="An event older than this when it reached Kafka is quarantined as "
+        "stale_event_time (and stays in raw.clicks); unset: any age is accepted, as replays "
+        "of history and simulated pasts need.",
+    )
+    namespace: str = Field(
+        default=names.FEATURES, description="Iceberg namespace the feature jobs write into."
+    )
+
+
+class TrainingSettings(BaseSettings):
+    """The purchase-propensity trainer and its MLflow tracking."""
+
+    model_config = _config("KAPPA_TRAINING_")
+
+    horizon: Duration = Field(
+        default=timedelta(minutes=30), description="Label: an order within this horizon."
+    )
+    lookback: Duration = Field(
+        default=timedelta(minutes=30), description="Recent-activity features window."
+    )
+    samples_per_user: int = Field(default=20, description="At most this many times t per user.")
+    validation_fraction: float = Field(default=0.2, description="Latest share of times t.")
+    seed: int = 7
+    features_namespace: str = Field(default=names.FEATURES, description="Where features are read.")
+    labels_table: str = Field(
+        default="cdc.orders_changelog", description="Orders changelog the labels come from."
+    )
+    experiment: str = "purchase-propensity"
+    model_name: str = Field(default="purchase-propensity", description="Registered model name.")
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default: the `mlflow` PostgreSQL database."
+    )
+    artifacts: str | None = Field(
+        default=None,
+        description="Artifact root (path or s3://); default: <state>/mlflow-artifacts.",
+    )
