@@ -32,6 +32,8 @@ def load_catalog(settings: Settings) -> Any:
         "uri": settings.catalog.uri or pg.sqlalchemy_url(pg.catalog_db),
         "warehouse": warehouse_location(settings),
         "init_catalog_tables": "true",
+        # A PostgreSQL restart closes every pooled connection: test one before use.
+        "pool_pre_ping": "true",
     }
     if settings.catalog.s3_endpoint:
         props["s3.endpoint"] = settings.catalog.s3_endpoint
@@ -76,6 +78,9 @@ def spark_catalog_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.defaultCatalog": settings.catalog.name,
         # Streaming writers and readers share a session; a cached table would go stale.
         f"{prefix}.cache-enabled": "false",
+        # A PostgreSQL restart ends pooled connections with 57P01 (admin shutdown), 57P02
+        # (crash shutdown) or 57P03 (cannot connect now): reconnect and retry, as for 08*.
+        f"{prefix}.retryable_status_codes": "57P01,57P02,57P03",
     }
     if settings.catalog.s3_endpoint:
         conf[f"{prefix}.io-impl"] = "org.apache.iceberg.aws.s3.S3FileIO"

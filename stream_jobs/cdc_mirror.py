@@ -72,10 +72,15 @@ def changes(decoded: Any, source: str) -> Any:
 
 
 def newer_than_changelog(ctx: JobContext, batch: Any, source: str) -> Any:
-    """Keep only changes newer (by LSN) than the changelog's latest for their key."""
+    """Each change once: not twice in the batch, and newer (by LSN) than the changelog's
+    latest for its key."""
     from pyspark.sql import functions as F
 
     _, key = CDC_SOURCES[source]
+    # Connect delivers at least once: after a worker dies, Debezium re-sends the changes
+    # since its last committed offset, so one batch can hold a change twice (same key
+    # and LSN at two offsets). Keep one copy of each.
+    batch = batch.dropDuplicates([key, "lsn"])
     log = ctx.spark.table(ctx.table(tables.cdc_changelog(source).ident))
     keys = batch.select(key).distinct()
     seen = log.join(keys, key, "left_semi").groupBy(key).agg(F.max("lsn").alias("seen_lsn"))

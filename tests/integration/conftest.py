@@ -25,8 +25,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-    # The demo runs the default jobs on the default topics and tables: last, alone.
-    items.sort(key=lambda item: item.fspath.basename == "test_demo.py")
+    # The fault tests restart services: after the others, so a fault that outlives its
+    # test cannot fail an unrelated one. The demo runs the default jobs on the default
+    # topics and tables: last, alone.
+    items.sort(
+        key=lambda item: (
+            item.fspath.basename == "test_demo.py",
+            item.get_closest_marker("faults") is not None,
+        )
+    )
 
 
 @pytest.fixture(scope="session")

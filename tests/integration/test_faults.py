@@ -31,11 +31,14 @@ import pytest
 from pyiceberg.expressions import EqualTo
 
 from infra import stack as local_stack
+from infra.services.kafka import node_name as kafka_node_name
 from kappa.catalog import load_catalog
 from kappa.settings import Settings
 from producers.run import RunOptions, SimulationConfig, Summary, produce
-from stream_jobs import launcher, progress
+from stream_jobs import features, launcher, progress
+from stream_jobs.runtime import SourceRange
 from tests.integration import featureoracle as oracle
+from tests.integration.featurekit import customers_table, flush, table_rows, without_computed_at
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.faults
@@ -151,6 +154,66 @@ def test_driver_sigkilled_under_load_is_restarted_and_loses_nothing(
     assert row["lost"] == 0 and row["duplicated"] == 0, row
 
 
+def test_features_driver_sigkilled_under_load_writes_the_tables_of_an_uninterrupted_run(
+    lake: Settings, feature_topic: str, namespaces: Any, fault_table: list[dict[str, Any]]
+) -> None:
+    """The live feature job SIGKILLed at random points under load: once the topic is
+    drained its tables equal, row for row, those of one uninterrupted run over it."""
+    topic, live, uninterrupted = feature_topic, namespaces(), namespaces()
+    customers = customers_table(lake, uninterrupted, range(1, 500))
+    tables = ["user_activity_1m", "user_sessions"]
+    name = f"fk_{topic}"
+    args = ["--only", ",".join(tables), "--topic", topic, "--namespace", live]
+    launcher.start(lake, "features", [*args, "--customers", customers], instance=name)
+    rng, recoveries = random.Random(12), []
+    query = features.query_name(name, tables[0])
+    try:
+        load = Load(lake, topic, seconds=25 + 20 * ROUNDS, seed=54)
+        for _ in range(ROUNDS):
+            time.sleep(rng.uniform(8, 16))
+            victim = launcher.pid(lake, name)
+            assert victim is not None, "the driver is not running"
+            os.killpg(victim, signal.SIGKILL)
+            t0, since = time.monotonic(), time.time()
+            _poll(lambda v=victim: launcher.pid(lake, name) not in (None, v), 30, "a new pid")
+            _poll(lambda s=since: _committed_since(lake, query, s), 240, "a batch after restart")
+            recoveries.append(time.monotonic() - t0)
+        summary = load.join()
+        flush(lake, topic, oracle.consume(lake, topic))  # closes every window and session
+        features.run(
+            lake,
+            SourceRange(available_now=True),
+            tables,
+            topic=topic,
+            instance=f"u_{topic}",
+            namespace=uninterrupted,
+            customers=customers,
+        )
+        want = {t: without_computed_at(table_rows(lake, f"{uninterrupted}.{t}")) for t in tables}
+        same = lambda: all(  # noqa: E731
+            without_computed_at(table_rows(lake, f"{live}.{t}")) == want[t] for t in tables
+        )
+        _poll(same, 300, "the live tables to equal the uninterrupted run")
+        state = launcher.supervision(lake, name)
+    finally:
+        launcher.stop(lake, name)
+    assert state["restarts"] == ROUNDS
+    windows = sum(len(rows) for rows in want.values())
+    assert windows > 100, "the load closed too few windows to compare"
+    fault_table.append(
+        {
+            "fault": f"features driver SIGKILL x{ROUNDS}",
+            "load_events_per_s": round(load.rate()),
+            "acknowledged": summary.delivered,
+            "found": f"{windows} windows = uninterrupted",
+            "lost": 0,
+            "duplicated": 0,
+            "recovery_s": round(max(recoveries), 1),
+            "driver_restarts": state["restarts"],
+        }
+    )
+
+
 def _caught_up(settings: Settings, topic: str, summary: Summary) -> None:
     """Wait until raw.clicks holds as many rows of ``topic`` as the producer delivered."""
     enough = lambda: sum(_raw_ids(settings, topic).values()) >= summary.delivered  # noqa: E731
@@ -164,15 +227,29 @@ def _committed_since(settings: Settings, query: str, since: float) -> bool:
     )
 
 
+def _leaders_and_isr(settings: Settings, topic: str) -> tuple[dict[int, int], set[int]]:
+    """``({partition: leader node}, nodes missing from some partition's in-sync replicas)``."""
+    from kappa import topics
+
+    meta = topics.admin(settings).list_topics(topic, timeout=10).topics[topic]
+    leaders = {p: part.leader for p, part in meta.partitions.items()}
+    parts = meta.partitions.values()
+    return leaders, {n for part in parts for n in part.replicas if n not in part.isrs}
+
+
 def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
     lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
 ) -> None:
+    """One KRaft node of three (the leader of partition 0) is SIGKILLed under load and
+    restarted after 5 s: with replication 3, min.insync.replicas 2 and acks=all nothing
+    acknowledged is lost, and the node rejoins every partition's in-sync replicas."""
     topic, name = feature_topic, f"b_{feature_topic}"
-    kafka = local_stack.service(lake, "kafka")
     launcher.start(lake, "raw_clicks", ["--topic", topic], instance=name)
     try:
         load = Load(lake, topic, seconds=40, seed=52)
         time.sleep(10)
+        leaders, _ = _leaders_and_isr(lake, topic)
+        kafka = local_stack.service(lake, kafka_node_name(leaders[0]))
         broker = kafka.pid()
         assert broker is not None
         os.kill(broker, signal.SIGKILL)  # no clean shutdown: the log is recovered on start
@@ -182,9 +259,11 @@ def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
         kafka.start()
         kafka.wait_healthy()
         back_at, since = time.monotonic(), time.time()
-        summary = load.join()
         _poll(lambda: _committed_since(lake, name, since), 300, "a batch after the broker")
+        if lake.kafka.nodes > 1:
+            _poll(lambda: not _leaders_and_isr(lake, topic)[1], 120, "the node back in sync")
         recovered = time.monotonic() - back_at
+        summary = load.join()
         _caught_up(lake, topic, summary)
         time.sleep(5)  # sends that timed out but reached the log: give them a batch too
     finally:
@@ -194,12 +273,15 @@ def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
         lake,
         topic,
         summary,
-        fault="broker SIGKILL + restart",
+        fault=f"broker SIGKILL + restart (1 of {lake.kafka.nodes})",
         load=load.rate(),
         recovery_s=recovered,
     )
+    row["send_failures"] = summary.failed
     fault_table.append(row)
     assert row["lost"] == 0 and row["duplicated"] == 0, row
+    if lake.kafka.nodes >= 3:  # two replicas stayed in sync: no send had to fail
+        assert summary.failed == 0, summary
 
 
 def test_a_torn_last_progress_line_is_skipped_and_said(
@@ -275,6 +357,58 @@ def test_registry_down_for_60s_the_job_restarts_and_resumes_with_nothing_lost(
     # Debezium's task fails when its Avro converter cannot reach the registry, and Connect
     # does not restart a failed task by itself: `kappa connect apply` does (done here).
     row["connector_restarts"] = connectors_restarted
+    fault_table.append(row)
+    assert row["lost"] == 0 and row["duplicated"] == 0, row
+
+
+def _catalog_writes(settings: Settings, allowed: bool) -> None:
+    """Let the catalog's owner update its table of table pointers, or not: with UPDATE
+    revoked every Iceberg commit fails (``permission denied for table iceberg_tables``)."""
+    import psycopg2
+
+    pg = settings.postgres
+    verb = "GRANT" if allowed else "REVOKE"
+    with psycopg2.connect(pg.dsn(pg.catalog_db)) as conn, conn.cursor() as cur:
+        cur.execute(f"{verb} UPDATE ON iceberg_tables {'TO' if allowed else 'FROM'} CURRENT_USER")
+    conn.close()
+
+
+def test_warehouse_commits_refused_for_30s_resume_with_nothing_lost(
+    lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
+) -> None:
+    """Fault 5: every Iceberg commit refused for 30 s under load. The job fails loudly (its
+    driver exits on the refused commit), the supervisor restarts it with backoff, and once
+    commits are allowed again it resumes from its checkpoint: 0 lost, 0 duplicated."""
+    topic, name = feature_topic, f"w_{feature_topic}"
+    launcher.start(lake, "raw_clicks", ["--topic", topic], instance=name)
+    try:
+        load = Load(lake, topic, seconds=50, seed=55)
+        time.sleep(10)
+        _catalog_writes(lake, allowed=False)
+        try:
+            time.sleep(30)
+        finally:
+            _catalog_writes(lake, allowed=True)
+        back_at, since = time.monotonic(), time.time()
+        _poll(lambda: _committed_since(lake, name, since), 300, "a commit after the fault")
+        recovered = time.monotonic() - back_at
+        summary = load.join()
+        _caught_up(lake, topic, summary)
+        state = launcher.supervision(lake, name)
+        log = (launcher.job_dir(lake, name) / "driver.log").read_text(errors="replace")
+    finally:
+        launcher.stop(lake, name)
+    assert "permission denied for table iceberg_tables" in log, "the refusal was not logged"
+    assert state["restarts"] >= 1 and state["status"] == "running", state
+    row = _account(
+        lake,
+        topic,
+        summary,
+        fault="Iceberg commits refused 30 s",
+        load=load.rate(),
+        recovery_s=recovered,
+    )
+    row["driver_restarts"] = state["restarts"]
     fault_table.append(row)
     assert row["lost"] == 0 and row["duplicated"] == 0, row
 
