@@ -1,5 +1,6 @@
-"""Fault 3: Kafka Connect SIGKILLed while PostgreSQL changes, then PostgreSQL restarted:
-the cdc.* mirrors converge to PostgreSQL row for row, each change in the changelog once."""
+"""Fault 3: Kafka Connect SIGKILLed while PostgreSQL changes, then PostgreSQL restarted,
+with the live mirror job's driver SIGKILLed in between: the cdc.* mirrors converge to
+PostgreSQL row for row, each change in the changelog once."""
 
 from __future__ import annotations
 
@@ -22,12 +23,12 @@ from kappa import registry
 from kappa.catalog import load_catalog
 from kappa.settings import Settings
 from producers.run import RunOptions, SimulationConfig, Summary, produce
+from stream_jobs import launcher
 from tests.integration.test_cdc_mirror import (
     SHOP,
     cdc,  # noqa: F401 - the module fixture, used by name below
     mirror_rows,
     postgres_rows,
-    run_mirror,
     settle,
 )
 from tests.waiting import wait_for
@@ -69,17 +70,66 @@ def test_connect_killed_then_postgres_restarted_the_mirrors_converge(
 ) -> None:
     connect = local_stack.service(cdc, "connect")
     postgres = local_stack.service(cdc, "postgres")
+    mirror = f"fault_cdc_mirror_{os.getpid()}"
+    launcher.start(cdc, "cdc_mirror", [], instance=mirror)
+    try:
+        summary, recovered, connector_restarts = _inject(cdc, connect, postgres, mirror)
+        # The live job (restarted by its supervisor) catches up by itself.
+        wait_for(lambda: _differences(cdc)[1:] == (0, 0), 300, "the mirrors to equal PostgreSQL")
+        state = launcher.supervision(cdc, mirror)
+    finally:
+        launcher.stop(cdc, mirror)
+    assert state["restarts"] >= 1 and state["status"] == "running", state
+    total, wrong, extra = _differences(cdc)
+    log = load_catalog(cdc).load_table("cdc.customers_changelog").scan().to_arrow()
+    keys = Counter(zip(log["customer_id"].to_pylist(), log["lsn"].to_pylist(), strict=True))
+    doubled = sum(n - 1 for n in keys.values())
+    fault_table.append(
+        {
+            "fault": "Connect + mirror driver SIGKILL, PG restart",
+            "load_events_per_s": round(summary.sent / max(summary.wall_s, 1e-9)),
+            "acknowledged": f"{sum(summary.oltp.values())} PG writes",
+            "found": f"{total - wrong} of {total} rows equal",
+            "lost": wrong,
+            "duplicated": extra + doubled,
+            "recovery_s": round(recovered, 1),
+            "connector_restarts": connector_restarts,
+            "driver_restarts": state["restarts"],
+        }
+    )
+    assert wrong == extra == doubled == 0
+    # The other services on PostgreSQL came through its restart too.
+    assert registry.latest(cdc.registry.ccompat_url, f"{summary.topic}-value") is not None
+    searched = requests.post(
+        f"{cdc.mlflow.ui_url}/api/2.0/mlflow/experiments/search",
+        json={"max_results": 1},
+        timeout=30,
+    )
+    assert searched.status_code == 200, searched.text[:500]
+
+
+def _inject(
+    settings: Settings, connect: Any, postgres: Any, mirror: str
+) -> tuple[Summary, float, int]:
+    """Under load: Connect SIGKILLed for 10 s, the mirror driver SIGKILLed while Connect is
+    down, then (load over) PostgreSQL restarted and one more change made. Returns the load's
+    summary, the seconds from PostgreSQL's restart until Debezium had published everything,
+    and how many connectors had to be restarted."""
     out: dict[str, Any] = {}
-    load = _simulate(cdc, seconds=45, out=out)
+    load = _simulate(settings, seconds=45, out=out)
     time.sleep(10)
     victim = connect.pid()
     assert victim is not None
     os.kill(victim, signal.SIGKILL)  # mid-stream: offsets of the last second uncommitted
     wait_for(lambda: connect.pid() is None, 30, "Connect to die")
-    time.sleep(10)  # PostgreSQL goes on changing; the slot keeps the WAL
+    driver = launcher.pid(settings, mirror)
+    assert driver is not None, "the mirror job is not running"
+    os.killpg(driver, signal.SIGKILL)
+    wait_for(lambda: launcher.pid(settings, mirror) not in (None, driver), 30, "a new driver")
+    time.sleep(5)  # PostgreSQL goes on changing; the slot keeps the WAL
     connect.start()
     connect.wait_healthy()
-    connect_apply.wait_running(cdc, SHOP, timeout_s=180)
+    connect_apply.wait_running(settings, SHOP, timeout_s=180)
     load.join(timeout=600)
     if "error" in out:
         raise out["error"]
@@ -92,7 +142,7 @@ def test_connect_killed_then_postgres_restarted_the_mirrors_converge(
     restarted_at = time.monotonic()
     # The connector (Debezium retries a lost connection) streams again; a change made now
     # must reach the mirror too.
-    pg = cdc.postgres
+    pg = settings.postgres
     with psycopg2.connect(pg.dsn(pg.shop_db)) as conn, conn.cursor() as cur:
         cur.execute(
             "UPDATE customers SET segment = 'after-restart', updated_at = now()"
@@ -101,37 +151,11 @@ def test_connect_killed_then_postgres_restarted_the_mirrors_converge(
     conn.close()
     connector_restarts = 0
     try:
-        settle(cdc, timeout_s=180)
+        settle(settings, timeout_s=180)
     except AssertionError:  # the task failed on the lost connection: restart it, count it
-        connector_restarts = _restart_failed(cdc)
-        settle(cdc, timeout_s=180)
-    recovered = time.monotonic() - restarted_at
-    run_mirror(cdc)
-    total, wrong, extra = _differences(cdc)
-    log = load_catalog(cdc).load_table("cdc.customers_changelog").scan().to_arrow()
-    keys = Counter(zip(log["customer_id"].to_pylist(), log["lsn"].to_pylist(), strict=True))
-    doubled = sum(n - 1 for n in keys.values())
-    fault_table.append(
-        {
-            "fault": "Connect SIGKILL, then PostgreSQL restart",
-            "load_events_per_s": round(summary.sent / max(summary.wall_s, 1e-9)),
-            "acknowledged": f"{sum(summary.oltp.values())} PG writes",
-            "found": f"{total - wrong} of {total} rows equal",
-            "lost": wrong,
-            "duplicated": extra + doubled,
-            "recovery_s": round(recovered, 1),
-            "connector_restarts": connector_restarts,
-        }
-    )
-    assert wrong == extra == doubled == 0
-    # The other services on PostgreSQL came through its restart too.
-    assert registry.latest(cdc.registry.ccompat_url, f"{summary.topic}-value") is not None
-    searched = requests.post(
-        f"{cdc.mlflow.ui_url}/api/2.0/mlflow/experiments/search",
-        json={"max_results": 1},
-        timeout=30,
-    )
-    assert searched.status_code == 200, searched.text[:500]
+        connector_restarts = _restart_failed(settings)
+        settle(settings, timeout_s=180)
+    return summary, time.monotonic() - restarted_at, connector_restarts
 
 
 def _restart_failed(settings: Settings) -> int:

@@ -117,6 +117,43 @@ def _account(
     }
 
 
+FEATURE_TABLES = ["user_activity_1m", "user_sessions"]
+
+
+def _start_live_features(lake: Settings, topic: str, name: str, live: str, customers: str) -> str:
+    """The live feature job over ``topic`` into namespace ``live``; its first query's name."""
+    args = ["--only", ",".join(FEATURE_TABLES), "--topic", topic, "--namespace", live]
+    launcher.start(lake, "features", [*args, "--customers", customers], instance=name)
+    return features.query_name(name, FEATURE_TABLES[0])
+
+
+def _live_equals_uninterrupted(
+    lake: Settings, topic: str, live: str, uninterrupted: str, customers: str
+) -> int:
+    """Close every window of ``topic``, compute its features in one uninterrupted batch run
+    into ``uninterrupted`` and wait until the live tables equal them row for row; returns
+    the number of windows compared."""
+    flush(lake, topic, oracle.consume(lake, topic))  # closes every window and session
+    features.run(
+        lake,
+        SourceRange(available_now=True),
+        FEATURE_TABLES,
+        topic=topic,
+        instance=f"u_{topic}",
+        namespace=uninterrupted,
+        customers=customers,
+    )
+    tables = FEATURE_TABLES
+    want = {t: without_computed_at(table_rows(lake, f"{uninterrupted}.{t}")) for t in tables}
+    same = lambda: all(  # noqa: E731
+        without_computed_at(table_rows(lake, f"{live}.{t}")) == want[t] for t in tables
+    )
+    _poll(same, 300, "the live tables to equal the uninterrupted run")
+    windows = sum(len(rows) for rows in want.values())
+    assert windows > 100, "the load closed too few windows to compare"
+    return windows
+
+
 def test_driver_sigkilled_under_load_is_restarted_and_loses_nothing(
     lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
 ) -> None:
@@ -161,12 +198,9 @@ def test_features_driver_sigkilled_under_load_writes_the_tables_of_an_uninterrup
     drained its tables equal, row for row, those of one uninterrupted run over it."""
     topic, live, uninterrupted = feature_topic, namespaces(), namespaces()
     customers = customers_table(lake, uninterrupted, range(1, 500))
-    tables = ["user_activity_1m", "user_sessions"]
     name = f"fk_{topic}"
-    args = ["--only", ",".join(tables), "--topic", topic, "--namespace", live]
-    launcher.start(lake, "features", [*args, "--customers", customers], instance=name)
+    query = _start_live_features(lake, topic, name, live, customers)
     rng, recoveries = random.Random(12), []
-    query = features.query_name(name, tables[0])
     try:
         load = Load(lake, topic, seconds=25 + 20 * ROUNDS, seed=54)
         for _ in range(ROUNDS):
@@ -179,27 +213,11 @@ def test_features_driver_sigkilled_under_load_writes_the_tables_of_an_uninterrup
             _poll(lambda s=since: _committed_since(lake, query, s), 240, "a batch after restart")
             recoveries.append(time.monotonic() - t0)
         summary = load.join()
-        flush(lake, topic, oracle.consume(lake, topic))  # closes every window and session
-        features.run(
-            lake,
-            SourceRange(available_now=True),
-            tables,
-            topic=topic,
-            instance=f"u_{topic}",
-            namespace=uninterrupted,
-            customers=customers,
-        )
-        want = {t: without_computed_at(table_rows(lake, f"{uninterrupted}.{t}")) for t in tables}
-        same = lambda: all(  # noqa: E731
-            without_computed_at(table_rows(lake, f"{live}.{t}")) == want[t] for t in tables
-        )
-        _poll(same, 300, "the live tables to equal the uninterrupted run")
+        windows = _live_equals_uninterrupted(lake, topic, live, uninterrupted, customers)
         state = launcher.supervision(lake, name)
     finally:
         launcher.stop(lake, name)
     assert state["restarts"] == ROUNDS
-    windows = sum(len(rows) for rows in want.values())
-    assert windows > 100, "the load closed too few windows to compare"
     fault_table.append(
         {
             "fault": f"features driver SIGKILL x{ROUNDS}",
@@ -237,19 +255,34 @@ def _leaders_and_isr(settings: Settings, topic: str) -> tuple[dict[int, int], se
     return leaders, {n for part in parts for n in part.replicas if n not in part.isrs}
 
 
+def _replicated_topic(settings: Settings, name: str) -> str:
+    """``name`` with 3 partitions at the cluster's replication (3 on three nodes)."""
+    from confluent_kafka.admin import NewTopic
+
+    from kappa import topics
+
+    replicas = settings.kafka.replication
+    topics.admin(settings).create_topics([NewTopic(name, 3, replicas)])[name].result(timeout=30)
+    return name
+
+
 def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
-    lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
+    lake: Settings, unique_name: Callable[[str], str], namespaces: Any, fault_table: list[Any]
 ) -> None:
     """One KRaft node of three (the leader of partition 0) is SIGKILLed under load and
-    restarted after 5 s: with replication 3, min.insync.replicas 2 and acks=all nothing
-    acknowledged is lost, and the node rejoins every partition's in-sync replicas."""
-    topic, name = feature_topic, f"b_{feature_topic}"
+    restarted after 5 s: with replication 3, min.insync.replicas 2 and acks=all no send
+    fails and nothing acknowledged is lost, the node rejoins every partition's in-sync
+    replicas, raw.clicks holds each event once and the live feature tables equal an
+    uninterrupted run."""
+    topic = _replicated_topic(lake, unique_name("bclicks"))
+    name, live, uninterrupted = f"b_{topic}", namespaces(), namespaces()
+    customers = customers_table(lake, uninterrupted, range(1, 500))
     launcher.start(lake, "raw_clicks", ["--topic", topic], instance=name)
+    _start_live_features(lake, topic, f"bf_{topic}", live, customers)
     try:
         load = Load(lake, topic, seconds=40, seed=52)
         time.sleep(10)
-        leaders, _ = _leaders_and_isr(lake, topic)
-        kafka = local_stack.service(lake, kafka_node_name(leaders[0]))
+        kafka = local_stack.service(lake, kafka_node_name(_leaders_and_isr(lake, topic)[0][0]))
         broker = kafka.pid()
         assert broker is not None
         os.kill(broker, signal.SIGKILL)  # no clean shutdown: the log is recovered on start
@@ -265,9 +298,10 @@ def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
         recovered = time.monotonic() - back_at
         summary = load.join()
         _caught_up(lake, topic, summary)
-        time.sleep(5)  # sends that timed out but reached the log: give them a batch too
+        windows = _live_equals_uninterrupted(lake, topic, live, uninterrupted, customers)
     finally:
         launcher.stop(lake, name)
+        launcher.stop(lake, f"bf_{topic}")
     assert back_at - down_at > 5
     row = _account(
         lake,
@@ -278,6 +312,7 @@ def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
         recovery_s=recovered,
     )
     row["send_failures"] = summary.failed
+    row["feature_windows"] = f"{windows} = uninterrupted"
     fault_table.append(row)
     assert row["lost"] == 0 and row["duplicated"] == 0, row
     if lake.kafka.nodes >= 3:  # two replicas stayed in sync: no send had to fail
