@@ -49,9 +49,14 @@ ROUNDS = int(os.environ.get("KAPPA_TEST_FAULT_ROUNDS", "1"))  # kept by tests/co
 RATE = 800.0  # events/s offered by the simulator while a fault is injected
 
 
+class _Stopped(KeyboardInterrupt):
+    """Ends a :class:`Load` early the way Ctrl-C ends ``kappa produce``: flushed, summed up."""
+
+
 class Load:
     """The simulator producing to ``topic`` in a thread, at ``RATE`` events/s (shop clock in
-    the past, so no event is stamped ahead of the wall clock)."""
+    the past, so no event is stamped ahead of the wall clock), for ``seconds`` or until
+    :meth:`stop`."""
 
     def __init__(self, settings: Settings, topic: str, seconds: float, seed: int) -> None:
         config = SimulationConfig(
@@ -63,15 +68,26 @@ class Load:
         options = RunOptions(duration_s=seconds, rate=RATE, topic=topic, pg_schema=None)
         self.summary: Summary | None = None
         self.error: BaseException | None = None
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(config, options, settings))
         self.thread.start()
         self.t0 = time.monotonic()
 
     def _run(self, config: Any, options: Any, settings: Settings) -> None:
+        def progress(_: Summary) -> None:
+            if self.stopping.is_set():
+                raise _Stopped
+
         try:
-            self.summary = produce(config, options, settings)
+            self.summary = produce(config, options, settings, progress=progress)
         except BaseException as exc:  # re-raised in the test's thread by join()
             self.error = exc
+
+    def stop(self, after_s: float = 10) -> Summary:
+        """Go on for ``after_s`` more seconds (new data for a restarted job), then stop."""
+        time.sleep(after_s)
+        self.stopping.set()
+        return self.join()
 
     def join(self) -> Summary:
         self.thread.join(timeout=600)
@@ -161,8 +177,8 @@ def test_driver_sigkilled_under_load_is_restarted_and_loses_nothing(
     rng = random.Random(11)
     launcher.start(lake, "raw_clicks", ["--topic", topic], instance=name)
     recoveries = []
+    load = Load(lake, topic, seconds=600, seed=51)
     try:
-        load = Load(lake, topic, seconds=25 + 20 * ROUNDS, seed=51)
         for _ in range(ROUNDS):
             time.sleep(rng.uniform(8, 16))  # a random point: mid-batch, mid-commit or idle
             victim = launcher.pid(lake, name)
@@ -173,10 +189,11 @@ def test_driver_sigkilled_under_load_is_restarted_and_loses_nothing(
             _poll(lambda v=victim: launcher.pid(lake, name) not in (None, v), 30, "a new pid")
             _poll(lambda s=since: _committed_since(lake, name, s), 240, "a batch after restart")
             recoveries.append(time.monotonic() - t0)
-        summary = load.join()
+        summary = load.stop()
         _caught_up(lake, topic, summary)
         state = launcher.supervision(lake, name)
     finally:
+        load.stopping.set()  # at once, if the test failed before stop()
         launcher.stop(lake, name)
     assert state["restarts"] == ROUNDS
     row = _account(
@@ -201,8 +218,8 @@ def test_features_driver_sigkilled_under_load_writes_the_tables_of_an_uninterrup
     name = f"fk_{topic}"
     query = _start_live_features(lake, topic, name, live, customers)
     rng, recoveries = random.Random(12), []
+    load = Load(lake, topic, seconds=600, seed=54)
     try:
-        load = Load(lake, topic, seconds=25 + 20 * ROUNDS, seed=54)
         for _ in range(ROUNDS):
             time.sleep(rng.uniform(8, 16))
             victim = launcher.pid(lake, name)
@@ -212,10 +229,11 @@ def test_features_driver_sigkilled_under_load_writes_the_tables_of_an_uninterrup
             _poll(lambda v=victim: launcher.pid(lake, name) not in (None, v), 30, "a new pid")
             _poll(lambda s=since: _committed_since(lake, query, s), 240, "a batch after restart")
             recoveries.append(time.monotonic() - t0)
-        summary = load.join()
+        summary = load.stop()
         windows = _live_equals_uninterrupted(lake, topic, live, uninterrupted, customers)
         state = launcher.supervision(lake, name)
     finally:
+        load.stopping.set()  # at once, if the test failed before stop()
         launcher.stop(lake, name)
     assert state["restarts"] == ROUNDS
     fault_table.append(
@@ -261,8 +279,8 @@ def _replicated_topic(settings: Settings, name: str) -> str:
 
     from kappa import topics
 
-    replicas = settings.kafka.replication
-    topics.admin(settings).create_topics([NewTopic(name, 3, replicas)])[name].result(timeout=30)
+    admin = topics.admin(settings)  # held: a collected client fails its pending futures
+    admin.create_topics([NewTopic(name, 3, settings.kafka.replication)])[name].result(timeout=30)
     return name
 
 
