@@ -28,6 +28,7 @@ from schemas.contracts import CLICK_EVENT, Contract, value_subject
 _MAX_BATCH = 2000
 _OLTP_EVERY_S = 0.5
 _FLUSH_TIMEOUT_S = 60.0
+_CATCH_UP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def produce(
     first_order_id, first_signup_id = writer.next_ids() if writer is not None else (1, 1)
     encode = wire.compile_encoder(schema, wire.header(schema_id))
     sim = Simulator(config, encode, first_order_id, first_signup_id)
+    if options.speed == 1.0:  # real time: produced_at is the moment of sending
+        sim.clock = lambda: int(time.time() * 1000)
     summary = Summary(
         topic,
         schema_id,
@@ -167,6 +170,11 @@ def _loop(
     progress: Progress | None,
 ) -> None:
     start_ms, t0 = sim.now, time.monotonic()
+    behind_s = time.time() - start_ms / 1000
+    if options.speed == 1.0 and 0 < behind_s < _CATCH_UP_S:
+        # Real time from "now": the shop opened when asked, so the seconds spent setting up
+        # (registry, population) are caught up at once instead of lagging every event.
+        t0 -= behind_s
     summary.wall_s = 0.0
     last_oltp = t0
     count = options.count if options.count is not None else float("inf")

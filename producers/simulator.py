@@ -18,6 +18,7 @@ import datetime as dt
 import functools
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,10 +61,11 @@ _TRAFFIC = (
 _CONVERSION = tuple(0.85 + 0.3 * (t - 0.15) / 1.45 for t in _TRAFFIC)
 _HOUR_MS = 3_600_000
 _MEAN_GAP_MS = 14_000.0
+_MIN_GAP_MS = 500
 # an order's next status, and the mean wait for it
 _NEXT_STATUS = {"paid": ("shipped", 3 * _HOUR_MS), "shipped": ("delivered", 36 * _HOUR_MS)}
 # heap entry kinds
-_STEP, _ARRIVAL, _RELEASE, _DUPLICATE, _ORDER, _SIGNUP, _PROFILE, _REPRICE = range(8)
+_STEP, _ARRIVAL, _RELEASE, _DUPLICATE, _ORDER, _SIGNUP, _PROFILE, _REPRICE, _VISIT = range(9)
 # uuid4: version nibble 4 and RFC 4122 variant, as uuid.UUID(int=..., version=4) sets them
 _UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID_BITS = (0x4000 << 64) | (0x8000 << 48)
@@ -88,6 +90,11 @@ class SimulationConfig:
     duplicate_fraction: float = 0.0
     signal: bool = True
     sessions_per_customer_hour: float = 0.5
+    # Clicks per simulated second the shop is scaled to (None: the population's own traffic,
+    # which varies by hour). Set, a fixed number of visitors browse at any moment (a closed
+    # population: each session that ends is followed by another), already mid-visit at the
+    # start, clicking every REAL_TIME_THINK_S on average: the rate holds from the first second.
+    click_rate: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("late_fraction", "duplicate_fraction"):
@@ -97,6 +104,31 @@ class SimulationConfig:
             raise ValueError("customers and products must be at least 1")
         if self.start.tzinfo is None:
             raise ValueError("start must carry a timezone (e.g. 2026-01-05T06:00:00+00:00)")
+        if self.click_rate is not None:
+            if self.click_rate <= 0:
+                raise ValueError("click_rate must be > 0")
+            if self.customers < customers_for(self.click_rate):
+                raise ValueError(
+                    f"{self.click_rate:,.0f} clicks/s need at least "
+                    f"{customers_for(self.click_rate):,} customers (at most "
+                    f"{ACTIVE_SHARE:.0%} browsing at once); give more or leave the default"
+                )
+
+
+# The closed population of a rate-scaled shop: mean seconds between two clicks of a visitor
+# (think time), and the most of the customers browsing at one moment.
+REAL_TIME_THINK_S = 2.0
+ACTIVE_SHARE = 0.3
+
+
+def visitors_for(click_rate: float) -> int:
+    """How many visitors browse at once to make ``click_rate`` clicks per second."""
+    return max(1, math.ceil(click_rate * REAL_TIME_THINK_S))
+
+
+def customers_for(click_rate: float) -> int:
+    """The least population that keeps ``click_rate`` coherent (one session per customer)."""
+    return math.ceil(visitors_for(click_rate) / ACTIVE_SHARE)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -182,10 +214,19 @@ class Simulator:
         # Order ids are the OLTP table's key: a run into a database that already has orders
         # continues after them (like a sequence) instead of overwriting them.
         self._order_ids = itertools.count(first_order_id)
+        # The mean time between a visitor's clicks beyond the fixed 500 ms.
+        self.gap_ms = (
+            _MEAN_GAP_MS if config.click_rate is None else REAL_TIME_THINK_S * 1000 - _MIN_GAP_MS
+        )
+        # The real moment of sending, for produced_at (epoch millis); None: the simulated time.
+        self.clock: Callable[[], int] | None = None
         self._populate(world_rng)
         self.world.next_customer_id = max(first_signup_id, self.world.next_customer_id)
         if own_world:  # who visits, what they view: the run's draws, in the fixed world
             self.world.rng = rng
+        if config.click_rate is not None:  # every visitor already browsing, each next click
+            for _ in range(visitors_for(config.click_rate)):  # as far off as in the long run
+                self._start_session(self.now, self.now + self._residual_think())
 
     # --- setup -----------------------------------------------------------------------------
     def _populate(self, world_rng: random.Random) -> None:
@@ -198,7 +239,8 @@ class Simulator:
             signup = now - world_rng.randrange(two_years)
             self._op_customer(self.world.add_customer(signup, signup, cfg.signal))
         hourly = cfg.customers / _HOUR_MS
-        self._schedule_poisson(_ARRIVAL, hourly * cfg.sessions_per_customer_hour)
+        if cfg.click_rate is None:
+            self._schedule_poisson(_ARRIVAL, hourly * cfg.sessions_per_customer_hour)
         self._schedule_poisson(_SIGNUP, hourly * 0.01)
         self._schedule_poisson(_PROFILE, hourly * 0.02)
         self._schedule_poisson(_REPRICE, cfg.products / _HOUR_MS * 0.01)
@@ -241,7 +283,7 @@ class Simulator:
                     continue
             elif kind == _RELEASE:
                 record = obj
-                record["value"]["produced_at"] = when
+                record["value"]["produced_at"] = when if self.clock is None else self.clock()
             elif kind == _DUPLICATE:
                 out.append(obj)
                 self.duplicates += 1
@@ -284,7 +326,7 @@ class Simulator:
         value = {
             "event_id": _uuid4(rng.getrandbits(128)),
             "event_time": when,
-            "produced_at": when,
+            "produced_at": when if self.clock is None else self.clock(),
             "user_id": customer.customer_id,
             "session_id": s.session_id,
             "event_type": EVENT_TYPES[state],
@@ -295,7 +337,7 @@ class Simulator:
             "device": customer.device,
         }
         if state == CHECKOUT:
-            self._end(s)
+            self._end(s, when)
         else:
             self._advance(s, when)
         return {"key": customer.key, "value": value, "type": state}
@@ -307,18 +349,35 @@ class Simulator:
         while nxt < 5 and u >= row[nxt]:
             nxt += 1
         if nxt == EXIT:
-            self._end(s)
+            self._end(s, when)
             return
         if nxt in (REMOVE, CHECKOUT) and not s.cart:
             nxt = PAGE_VIEW
         s.state = nxt
-        self._push(when + int(self.rng.expovariate(1 / _MEAN_GAP_MS)) + 500, _STEP, s)
+        self._push(when + self._think(), _STEP, s)
 
-    def _end(self, s: Session) -> None:
+    def _think(self) -> int:
+        return int(self.rng.expovariate(1 / self.gap_ms)) + _MIN_GAP_MS
+
+    def _residual_think(self) -> int:
+        """The wait for a visitor's next click seen from a random moment (the equilibrium
+        residual of ``_think``): so the visitors present at the start click at the long-run
+        rate from the first second instead of in a burst."""
+        rng, mean = self.rng, self.gap_ms + _MIN_GAP_MS
+        if rng.random() < _MIN_GAP_MS / mean:
+            return rng.randrange(_MIN_GAP_MS)
+        return _MIN_GAP_MS + int(rng.expovariate(1 / self.gap_ms))
+
+    def _end(self, s: Session, when: int) -> None:
         s.customer.active = False
+        if self.config.click_rate is not None:  # closed population: the next visitor comes
+            self._push(when + self._think(), _VISIT, None)
 
-    def _start_session(self, when: int) -> None:
+    def _start_session(self, when: int, first_at: int | None = None) -> None:
         customer = self.world.visitor()
+        if self.config.click_rate is not None:
+            while customer.active:  # ACTIVE_SHARE keeps a free customer a few draws away
+                customer = self.world.visitor()
         if customer.active:  # already browsing: one session per customer at a time
             return
         customer.active = True
@@ -327,13 +386,17 @@ class Simulator:
         session_id = f"{self.rng.getrandbits(64):016x}"
         first = SEARCH if self.rng.random() < 0.3 else PAGE_VIEW
         session = Session(customer, session_id, transition_rows(propensity, conversion), first)
-        self._push(when + self.rng.randrange(1, 1000), _STEP, session)
+        at = when + self.rng.randrange(1, 1000) if first_at is None else first_at
+        self._push(at, _STEP, session)
 
     # --- OLTP ---------------------------------------------------------------------------------
     def _background(self, kind: int, obj: Any, when: int) -> None:
         rng, world = self.rng, self.world
         if kind == _ORDER:
             self._order_change(obj, when)
+            return
+        if kind == _VISIT:
+            self._start_session(when, first_at=when)
             return
         if kind == _ARRIVAL:
             self._start_session(when)

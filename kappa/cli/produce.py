@@ -30,7 +30,8 @@ def _start(value: str) -> dt.datetime:
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
-    help="Events per second; 0 = as fast as possible.",
+    help="Events per second; 0 = as fast as possible. With real time (the default --speed "
+    "for a rate) the shop is scaled to give this rate from the first second.",
 )
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
 @click.option(
@@ -53,9 +54,9 @@ def _start(value: str) -> dt.datetime:
 @click.option(
     "--speed",
     type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Simulated seconds per wall second; 0 = unlimited.",
+    default=None,
+    help="Simulated seconds per wall second; 0 = unlimited [default: 1 (real time) with "
+    "--rate, else 0].",
 )
 @click.option(
     "--start",
@@ -84,9 +85,9 @@ def _start(value: str) -> dt.datetime:
 @click.option(
     "--customers",
     type=click.IntRange(min=1),
-    default=2000,
-    show_default=True,
-    help="Initial customer population.",
+    default=None,
+    help="Initial customer population [default: 2000, or at a real-time --rate what that "
+    "rate needs: rate x 2 s think time / 30 % browsing at once].",
 )
 @click.option(
     "--products", type=click.IntRange(min=1), default=400, show_default=True, help="Catalog size."
@@ -104,12 +105,12 @@ def produce(
     duration: float | None,
     seed: int,
     world_seed: int | None,
-    speed: float,
+    speed: float | None,
     start: dt.datetime,
     late_fraction: float,
     duplicate_fraction: float,
     no_signal: bool,
-    customers: int,
+    customers: int | None,
     products: int,
     topic: str | None,
     pg_schema: str,
@@ -118,15 +119,20 @@ def produce(
 ) -> None:
     """Simulate the shop: Avro click events to Kafka, customers and orders to PostgreSQL."""
     from producers.run import RunOptions
-    from producers.simulator import SimulationConfig
+    from producers.simulator import SimulationConfig, customers_for
 
     if count is None and duration is None:
         raise click.UsageError("give --count or --duration (how much to produce)")
+    speed = (1.0 if rate else 0.0) if speed is None else speed
+    click_rate = rate if rate and speed == 1.0 else None  # live traffic at the asked rate
+    if customers is None:
+        customers = max(2000, customers_for(click_rate)) if click_rate else 2000
     try:
         config = SimulationConfig(
             seed=seed,
             world_seed=world_seed,
             customers=customers,
+            click_rate=click_rate,
             products=products,
             start=start,
             late_fraction=late_fraction,
@@ -162,8 +168,8 @@ def _run(out: Output, config: Any, options: Any) -> None:
             f"warning: {summary.ahead_of_wall_clock:,} events were stamped more than "
             f"{summary.future_skew_s:,.0f} s ahead of the wall clock (the simulated clock "
             "ran ahead of it); the feature jobs quarantine them as future_event_time. "
-            "For live features use --speed 1, or --start in the past with a --speed that "
-            "ends the run by now",
+            "For live features give --rate (real time), or --start in the past with a "
+            "--speed that ends the run by now",
             fg="yellow",
             err=True,
         )

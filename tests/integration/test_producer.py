@@ -340,3 +340,34 @@ def test_cli_produce_prints_a_json_summary(stack: Settings, topic_factory: Any) 
     assert report.sent == report.delivered == 700 and report.failed == 0
     assert sum(report.events_by_type.values()) == 700
     assert len(consume(stack, topic, 700)) == 700
+
+
+def test_a_rate_runs_in_real_time_at_that_rate(stack: Settings, unique_name: Any) -> None:
+    """``kappa produce --rate R --duration D`` (real time by default) delivers R x D events
+    (+-5 %) whose event_time and produced_at are within seconds of the moment the broker
+    appended them (the topic stamps LogAppendTime: the broker's clock, not the producer's)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = unique_name("realtime")
+    admin = AdminClient({"bootstrap.servers": stack.kafka.bootstrap})
+    config = {"message.timestamp.type": "LogAppendTime"}
+    admin.create_topics([NewTopic(topic, 3, 1, config=config)])[topic].result(timeout=30)
+    rate, seconds = 2000, 20
+    args = ["produce", "--rate", str(rate), "--duration", str(seconds), "--topic", topic]
+    out = subprocess.run(
+        [KAPPA, *args, "--no-db", "--output", "json"], capture_output=True, text=True, check=True
+    )
+    report = Summary(**json.loads(out.stdout))
+    assert abs(report.delivered / (rate * seconds) - 1) < 0.05, report
+    assert report.failed == report.ahead_of_wall_clock == 0
+    schema = registry.fetch(stack, report.schema_id)
+    event_lag, send_lag = [], []
+    for msg in consume(stack, topic, report.delivered):
+        event = wire.decode(msg.value(), schema)
+        appended = msg.timestamp()[1] / 1000  # epoch millis
+        event_lag.append(abs(appended - event["event_time"].timestamp()))
+        send_lag.append(abs(appended - event["produced_at"].timestamp()))
+    assert len(event_lag) == report.delivered
+    for lags in (event_lag, send_lag):
+        lags.sort()
+        assert lags[int(len(lags) * 0.99)] < 5 and lags[-1] < 10, (lags[len(lags) // 2], lags[-1])

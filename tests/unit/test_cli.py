@@ -243,6 +243,7 @@ def test_schemas_without_a_registry(args: list[str], port: int) -> None:
         (["--duration", "0"], ["--duration", "0"]),
         (["--count", "10", "--speed", "-1"], ["--speed", "-1"]),
         (["--count", "10", "--customers", "0"], ["--customers", "0"]),
+        (["--count", "10", "--rate", "5000", "--customers", "100"], ["33,334 customers"]),
         (["--count", "10", "--start", "yesterday"], ["--start", "yesterday", "ISO 8601"]),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) and v and v[0].startswith("-") else None,

@@ -15,6 +15,7 @@ from producers.simulator import (
     SimulationConfig,
     Simulator,
     _uuid4,
+    customers_for,
     millis,
     transition_rows,
 )
@@ -260,3 +261,48 @@ def test_deliveries_ahead_of_the_limit_are_counted_exactly() -> None:
     unlimited = Simulator(config, lambda r: r)
     unlimited.take(3000)
     assert unlimited.ahead == 0
+
+
+@pytest.mark.parametrize("rate", [200.0, 1000.0])
+def test_a_rate_scaled_shop_clicks_at_its_rate_from_the_first_second(rate: float) -> None:
+    """Every 10 s of simulated time, from the start on, holds rate x 10 clicks (+-5 %),
+    with sessions as coherent as the natural shop's: one at a time per customer."""
+    config = SimulationConfig(seed=5, customers=customers_for(rate), click_rate=rate)
+    sim = Simulator(config, lambda r: r)
+    start = sim.now
+    out = sim.take(int(rate * 1000), until=start + 89_999)
+    per_10s = collections.Counter((v["event_time"] - start) // 10_000 for _, v in out)
+    assert sorted(per_10s) == list(range(9))
+    for window, n in per_10s.items():
+        assert abs(n / (rate * 10) - 1) < 0.05, (window, n)
+    spans: dict[int, list[tuple[int, int]]] = collections.defaultdict(list)
+    by_session = collections.defaultdict(list)
+    for _, v in out:
+        by_session[(v["user_id"], v["session_id"])].append(v["event_time"])
+    for (user, _), times in by_session.items():
+        spans[user].append((min(times), max(times)))
+    for user_spans in spans.values():  # a customer's sessions never overlap
+        user_spans.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(user_spans))
+    assert sim.orders > 0
+
+
+def test_a_rate_needs_its_population_and_the_natural_shop_is_unchanged() -> None:
+    with pytest.raises(ValueError, match="5,000 clicks/s need at least 33,334 customers"):
+        SimulationConfig(customers=2000, click_rate=5000)
+    with pytest.raises(ValueError, match="click_rate must be > 0"):
+        SimulationConfig(click_rate=0)
+    assert customers_for(5000) == 33_334
+    # the closed population is opt-in: the default shop's sequence is what it was
+    a, b = (
+        Simulator(SimulationConfig(seed=3), lambda r: r),
+        Simulator(SimulationConfig(seed=3), lambda r: r),
+    )
+    assert a.take(500) == b.take(500)
+    assert a.clock is None
+
+
+def test_a_clock_stamps_produced_at_with_the_moment_of_sending() -> None:
+    sim = Simulator(SimulationConfig(seed=4, late_fraction=0.2), lambda r: r)
+    sim.clock = lambda: 42
+    assert {v["produced_at"] for _, v in sim.take(2000)} == {42}
