@@ -31,6 +31,7 @@ from tests.integration.test_cdc_mirror import (
     postgres_rows,
     settle,
 )
+from tests.integration.test_faults import restart_failed_connectors
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.faults
@@ -153,14 +154,6 @@ def _inject(
     try:
         settle(settings, timeout_s=180)
     except AssertionError:  # the task failed on the lost connection: restart it, count it
-        connector_restarts = _restart_failed(settings)
+        connector_restarts = restart_failed_connectors(settings)
         settle(settings, timeout_s=180)
     return summary, time.monotonic() - restarted_at, connector_restarts
-
-
-def _restart_failed(settings: Settings) -> int:
-    failed = [c.name for c in connect_apply.status(settings) if not c.healthy]
-    for name in failed:
-        connect_apply.restart(settings, name)
-        connect_apply.wait_running(settings, name, timeout_s=120)
-    return len(failed)

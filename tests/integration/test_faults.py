@@ -396,7 +396,7 @@ def test_registry_down_for_60s_the_job_restarts_and_resumes_with_nothing_lost(
             registry_service.start()
             registry_service.wait_healthy()
         launcher.stop(lake, name)
-        connectors_restarted = _restart_failed_connectors(lake)
+        connectors_restarted = restart_failed_connectors(lake)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "registry" in refused.stderr.lower(), refused.stderr
     assert state["status"] == "running", state  # it waited or restarted, and resumed
@@ -466,7 +466,7 @@ def test_warehouse_commits_refused_for_30s_resume_with_nothing_lost(
     assert row["lost"] == 0 and row["duplicated"] == 0, row
 
 
-def _restart_failed_connectors(settings: Settings) -> int:
+def restart_failed_connectors(settings: Settings) -> int:
     """Restart every connector with a failed task (what `kappa connect apply` does)."""
     from connect import apply as connect_apply
 
