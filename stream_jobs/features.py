@@ -54,6 +54,7 @@ from stream_jobs.runtime import (
     align_to_table,
     append_once,
     await_queries,
+    kafka_range,
     kafka_source,
     start_query,
 )
@@ -73,6 +74,7 @@ __all__ = [  # the definitions, re-exported: callers reach the feature sets thro
     "avro_required",
     "click_events",
     "dedupe",
+    "event_batch",
     "event_stream",
     "expected",
     "late_report",
@@ -81,6 +83,7 @@ __all__ = [  # the definitions, re-exported: callers reach the feature sets thro
     "query_name",
     "raw_events",
     "run",
+    "unplanned_ids",
     "window_end",
     "write_windows",
 ]
@@ -169,6 +172,23 @@ def event_stream(ctx: JobContext, topic: str, rng: SourceRange, decoding: Decodi
     framed = avro.frame(kafka_source(ctx.spark, ctx.settings, [topic], rng))
     decoded = avro.decode(framed, decoding.writers, decoding.reader, contract)
     return dedupe(click_events(decoded, decoding), ctx.settings)
+
+
+def event_batch(
+    ctx: JobContext, topic: str, start: dict[str, int], end: dict[str, int], decoding: Decoding
+) -> Any:
+    """The click events of offsets ``[start, end)`` of ``topic`` as a static DataFrame:
+    decoded and refused as the live job does, each ``event_id`` once (no watermark: in
+    a bounded range a late event counts in its window)."""
+    contract = raw_clicks.contract(topic, ctx.settings)
+    framed = avro.frame(kafka_range(ctx.spark, ctx.settings, topic, start, end))
+    decoded = avro.decode(framed, decoding.writers, decoding.reader, contract)
+    return click_events(decoded, decoding).dropDuplicates(["event_id"])
+
+
+def unplanned_ids(exc: BaseException) -> set[int]:
+    """Writer schema ids a failed plan met but did not decode with (empty: another failure)."""
+    return {int(i) for i in re.findall(UNKNOWN_ID + r"(\d+)", str(exc))}
 
 
 def avro_required() -> tuple[str, ...]:
@@ -331,7 +351,7 @@ def _run_replanning(
             await_queries(running)
             return
         except Exception as exc:
-            new_ids = {int(i) for i in re.findall(UNKNOWN_ID + r"(\d+)", str(exc))}
+            new_ids = unplanned_ids(exc)
             if not new_ids:
                 raise
             decoding.refresh(settings.registry.ccompat_url, new_ids)

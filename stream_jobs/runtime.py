@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from kappa import checkpoints
@@ -25,6 +24,7 @@ from kappa.durations import to_spark
 from kappa.names import BATCH_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings
 from kappa.spark import checkpoint_root
+from stream_jobs.progress import ProgressWriter, progress_path
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +33,10 @@ KAFKA_COLS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp
 
 @dataclass(frozen=True)
 class SourceRange:
-    """Which part of the log a run reads: live (committed offsets onward) or a replay."""
+    """Which part of the log a run reads: live (committed offsets onward) or drained."""
 
     starting: str = "earliest"  # "earliest", "latest" or Spark's JSON offsets
-    available_now: bool = False  # process what is there, then stop (backfills, tests)
-    ending: dict[str, dict[str, int]] | None = None  # replays: stop before these offsets
+    available_now: bool = False  # process what is there, then stop (tests, benchmarks)
 
 
 @dataclass
@@ -72,22 +71,32 @@ def kafka_source(spark: Any, settings: Settings, topics: list[str], rng: SourceR
         .option("includeHeaders", "false")
         .options(**{f"kafka.{k}": v for k, v in settings.kafka.java_client_config().items()})
     )
-    df = reader.load()
-    if rng.ending:
-        # Spark's streaming Kafka source has no endingOffsets: a replay reads what is
-        # there when it starts (availableNow) and keeps only offsets before the end.
-        from pyspark.sql import functions as F
+    return reader.load()
 
-        keep = F.lit(False)
-        for topic, parts in rng.ending.items():
-            for partition, end in parts.items():
-                keep = keep | (
-                    (F.col("topic") == topic)
-                    & (F.col("partition") == int(partition))
-                    & (F.col("offset") < end)
-                )
-        df = df.where(keep)
-    return df
+
+def kafka_range(
+    spark: Any, settings: Settings, topic: str, start: dict[str, int], end: dict[str, int]
+) -> Any:
+    """A *batch* DataFrame of exactly ``[start, end)`` per partition of ``topic``.
+
+    Split into at least two tasks per core (Spark divides a partition's offset range),
+    so no core idles while the largest partition is read.
+    """
+    import os
+
+    parts = sorted(int(p) for p in start)
+    return (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap)
+        .option("assign", json.dumps({topic: parts}))
+        .option("startingOffsets", json.dumps({topic: {str(p): start[str(p)] for p in parts}}))
+        .option("endingOffsets", json.dumps({topic: {str(p): end[str(p)] for p in parts}}))
+        .option("failOnDataLoss", "true")
+        .option("minPartitions", str(2 * (os.cpu_count() or 1)))
+        .option("includeHeaders", "false")
+        .options(**{f"kafka.{k}": v for k, v in settings.kafka.java_client_config().items()})
+        .load()
+    )
 
 
 def with_kafka_columns(df: Any) -> Any:
@@ -171,10 +180,6 @@ def align_to_table(spark: Any, df: Any, table: str) -> Any:
     )
 
 
-def progress_path(settings: Settings, name: str) -> Path:
-    return settings.stack.state_dir / "streams" / name / "progress.jsonl"
-
-
 def start_query(
     ctx: JobContext,
     stream: Any,
@@ -217,22 +222,19 @@ def start_query(
 
 
 class _ProgressLog:
-    """Appends every new ``StreamingQueryProgress`` of a query to its progress.jsonl."""
+    """Appends every new ``StreamingQueryProgress`` of a query to its progress log."""
 
     def __init__(self, ctx: JobContext, query: Any) -> None:
         self.ctx = ctx
         self.query = query
-        self.path = progress_path(ctx.settings, ctx.name)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = ProgressWriter(progress_path(ctx.settings, ctx.name))
         self.last = -1
 
     def flush(self) -> None:
         fresh = [p for p in self.query.recentProgress if int(p.get("batchId", -1)) > self.last]
         if not fresh:
             return
-        with self.path.open("a") as fh:
-            for progress in fresh:
-                fh.write(json.dumps({"at": time.time(), **progress}, default=str) + "\n")
+        self.writer.write([{"at": time.time(), **progress} for progress in fresh])
         self.last = int(fresh[-1]["batchId"])
         self.ctx.progress.extend(fresh)
         callback = self.ctx.params.get("on_progress")
@@ -262,6 +264,9 @@ def await_queries(running: list[tuple[JobContext, Any]]) -> None:
             if query.isActive:
                 query.stop()
         raise
+    finally:
+        for log in logs:
+            log.writer.close()
 
 
 def raise_for(query: Any) -> None:

@@ -31,7 +31,7 @@ def _range_edge(_ctx: click.Context, _param: click.Parameter, value: str) -> str
 
 @click.group()
 def backfill() -> None:
-    """Recompute feature tables by replaying the topic through the live job's code."""
+    """Recompute feature tables from a range of the topic with the live definitions."""
 
 
 @backfill.command()

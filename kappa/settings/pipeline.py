@@ -97,11 +97,6 @@ class SparkSettings(BaseSettings):
         default=timedelta(seconds=5), description="Processing-time trigger of live queries."
     )
     max_offsets_per_trigger: int = Field(default=500_000, description="Cap per micro-batch.")
-    replay_max_offsets_per_trigger: int = Field(
-        default=2_000_000,
-        description="Cap per micro-batch of a backfill replay: a bounded range goes through"
-        " in a few large batches (fewer state-store commits and evictions per event).",
-    )
     state_store: str = Field(default="rocksdb", description="rocksdb or hdfs (Spark's default).")
 
 

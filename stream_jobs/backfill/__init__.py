@@ -1,18 +1,22 @@
-"""Backfills: replay a range of the log through the live feature definitions, verify, publish.
+"""Backfills: recompute a range of the log with the live feature definitions, verify, publish.
 
 A backfill is the Kappa architecture's answer to "recompute history": the same
-``stream_jobs.features`` queries run over a fixed offset range of the topic
-(``availableNow``, their own checkpoints) into staging tables in a namespace of
-their own, ``backfill_<id>``. The live tables are not touched until ``publish``.
+``stream_jobs.feature_sets`` definitions the live queries run, here as one Spark
+*batch* job over a fixed offset range of the topic (``startingOffsets``/
+``endingOffsets``; the events decoded and de-duplicated once for every feature set),
+into staging tables in a namespace of their own, ``backfill_<id>``. The live
+tables are not touched until ``publish``.
 
 * **Range.** ``--from``/``--to`` (``earliest``/``latest``, an ISO time, or
   ``partition:offset,…``) are resolved to exact offsets per partition when the
   backfill is created and stored with it, so it can be re-run and audited. A
   range Kafka has already deleted (retention) is refused with the missing offsets
   named — never a silent partial replay.
-* **Late data.** The replay reads the range with a watermark delay of the live
-  delay plus the largest lateness ``raw.clicks`` saw in the range, so events that
-  were late for the live job land in their windows, as if they had been on time.
+* **Late data.** Every event of the range counts in its window, as if it had been
+  on time (no watermark drops anything in a bounded batch). Staged are the windows
+  the range closes: those ending before its newest event time less the live delay
+  plus the largest lateness ``raw.clicks`` saw in the range (the record's
+  ``watermark``), the windows a streaming replay would have emitted.
 * **Verify.** Staged and live windows are compared per key over the windows both
   have finalised: identical, missing (staged, not live), extra (live, not staged),
   differing (with examples). A live window that differs because events reached

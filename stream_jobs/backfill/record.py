@@ -13,7 +13,6 @@ from typing import Any
 
 from kappa.exceptions import KappaError
 from kappa.settings import Settings
-from stream_jobs.runtime import SourceRange
 
 
 class BackfillError(KappaError):
@@ -38,6 +37,8 @@ class Backfill:
     live_namespace: str
     live_instance: str
     watermark_delay: str = ""  # of the replay, as Spark reads it ("182 seconds")
+    # The replay's newest event time less that delay: staged windows end at or before it
+    watermark: str | None = None
     lower: str | None = None  # windows starting before this may be partial (ISO time)
     status: str = "created"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -53,13 +54,6 @@ class Backfill:
     @property
     def total_offsets(self) -> int:
         return sum(max(0, self.end[p] - self.start[p]) for p in self.start)
-
-    def source_range(self) -> SourceRange:
-        return SourceRange(
-            starting=json.dumps({self.topic: self.start}),
-            available_now=True,
-            ending={self.topic: dict(self.end)},
-        )
 
 
 def _dir(settings: Settings) -> Path:

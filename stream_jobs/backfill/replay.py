@@ -1,4 +1,4 @@
-"""Creating a backfill and replaying its range through the live feature queries."""
+"""Creating a backfill and recomputing its range with the live feature definitions."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 from iceberg.tables import RAW_CLICKS
 from kappa.durations import to_spark
-from kappa.names import FEATURES_JOB, clicks_topic
-from kappa.settings import FeatureSettings, Settings
+from kappa.names import FEATURES_JOB, clicks_topic, value_subject
+from kappa.settings import Settings
 from stream_jobs import features
 from stream_jobs.backfill.ranges import parse_time, resolve_range
 from stream_jobs.backfill.record import Backfill, BackfillError, save
-from stream_jobs.progress import last_progress, processed_offsets
+from stream_jobs.runtime import JobContext, align_to_table
 
 
 def create(
@@ -92,8 +92,12 @@ def run(
     backfill: Backfill,
     progress: Callable[[int, int], None] | None = None,
 ) -> Backfill:
-    """Replay the range through the feature queries into the staging namespace."""
-    from kappa.catalog import load_catalog
+    """Recompute the range's windows as a Spark batch job into the staging namespace.
+
+    The same definitions as the live queries, over exactly the recorded offsets; the
+    events are decoded once for every feature set. A re-run rewrites the staged tables
+    (one overwrite commit each), so a failed or repeated run leaves no partial result.
+    """
     from kappa.spark import get_spark
 
     spark = get_spark(settings, backfill.instance)
@@ -101,51 +105,82 @@ def run(
     backfill.watermark_delay = to_spark(delay)
     backfill.status = "running"
     save(settings, backfill)
-    load_catalog(settings).create_namespace_if_not_exists(backfill.namespace)
-    replay = settings.model_copy(
-        update={
-            "features": FeatureSettings(
-                watermark_delay=delay,
-                session_gap=settings.features.session_gap,
-                namespace=backfill.namespace,
-            ),
-            "spark": settings.spark.model_copy(
-                update={"max_offsets_per_trigger": settings.spark.replay_max_offsets_per_trigger}
-            ),
-        }
-    )
+    features.ensure_tables(settings, backfill.namespace, backfill.feature_sets)
+    ctx = JobContext(settings=settings, name=backfill.instance, spark=spark)
     total = backfill.total_offsets * len(backfill.feature_sets)
-
-    def report(done: int) -> None:
-        if progress is not None:
-            progress(min(done, total), total)
-
+    decoding = features.Decoding(subject=value_subject(backfill.topic))
     try:
-        features.run(
-            replay,
-            backfill.source_range(),
-            backfill.feature_sets,
-            topic=backfill.topic,
-            instance=backfill.instance,
-            namespace=backfill.namespace,
-            on_progress=lambda: report(_offsets_done(settings, backfill)),
-        )
+        decoding.refresh(settings.registry.ccompat_url)
+        while True:
+            try:
+                last = _recompute(ctx, backfill, decoding, progress, total)
+                break
+            except Exception as exc:  # a writer schema registered after the plan was made
+                new_ids = features.unplanned_ids(exc)
+                if not new_ids:
+                    raise
+                decoding.refresh(settings.registry.ccompat_url, new_ids)
+        backfill.watermark = _finalise(spark, settings, backfill, last, delay)
     except Exception as exc:
         backfill.status, backfill.error = "failed", str(exc)[:2000]
         save(settings, backfill)
         raise
-    report(total)
     backfill.status = "done"
     backfill.finished_at = datetime.now(UTC).isoformat()
     save(settings, backfill)
     return backfill
 
 
-def _offsets_done(settings: Settings, backfill: Backfill) -> int:
-    done = 0
+def _recompute(
+    ctx: JobContext,
+    backfill: Backfill,
+    decoding: features.Decoding,
+    progress: Callable[[int, int], None] | None,
+    total: int,
+) -> datetime | None:
+    """Write every staged table; the newest event time of the range (None: no events)."""
+    from pyspark import StorageLevel
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    events = features.event_batch(ctx, backfill.topic, backfill.start, backfill.end, decoding)
+    shared = len(backfill.feature_sets) > 1
+    newest = Observation(f"backfill_{backfill.id}_{uuid.uuid4().hex[:6]}")
+    if shared:  # decode once, aggregate each feature set from the cached events
+        events = events.persist(StorageLevel.MEMORY_AND_DISK)
+        last = events.agg(F.max("event_time")).collect()[0][0]  # fills the cache
+    else:  # observed on the way through the one write
+        events = events.observe(newest, F.max("event_time").alias("newest"))
+    try:
+        for done, name in enumerate(backfill.feature_sets, start=1):
+            definition = features.DEFINITIONS[name]
+            windows = definition.build(events, ctx.settings).withColumn(
+                "computed_at", F.current_timestamp()
+            )
+            if definition.enrich is not None:
+                windows = definition.enrich(ctx, windows)
+            table = ctx.table(f"{backfill.namespace}.{name}")
+            align_to_table(ctx.spark, windows, table).writeTo(table).overwrite(F.lit(True))
+            if progress is not None:
+                progress(backfill.total_offsets * done, total)
+    finally:
+        if shared:
+            events.unpersist()
+    if not shared:
+        last = newest.get.get("newest")
+    return None if last is None else last.replace(tzinfo=UTC)
+
+
+def _finalise(
+    spark: Any, settings: Settings, backfill: Backfill, newest: datetime | None, delay: timedelta
+) -> str | None:
+    """Drop the staged windows the range cannot close: those ending after its newest event
+    time less the replay's watermark delay (as a streaming replay would not emit them)."""
+    if newest is None:
+        return None
+    mark = newest - delay
     for name in backfill.feature_sets:
-        last = last_progress(settings, features.query_name(backfill.instance, name))
-        for p, offset in processed_offsets(last).get(backfill.topic, {}).items():
-            if p in backfill.start:
-                done += max(0, min(offset, backfill.end[p]) - backfill.start[p])
-    return done
+        table = f"{settings.catalog.name}.{backfill.namespace}.{name}"
+        end = features.window_end(name)
+        spark.sql(f"DELETE FROM {table} WHERE {end} > TIMESTAMP '{mark.isoformat()}'")
+    return mark.isoformat()

@@ -25,7 +25,9 @@ def window_bounds(settings: Settings, backfill: Backfill, name: str, live: Any) 
     """(lower, upper) window bounds both sides have finalised, as SQL timestamps or None."""
     from pyspark.sql import functions as F
 
-    staged_mark = _watermark(settings, features.query_name(backfill.instance, name))
+    staged_mark = backfill.watermark or _watermark(  # a record of a streaming replay
+        settings, features.query_name(backfill.instance, name)
+    )
     live_mark = _watermark(settings, features.query_name(backfill.live_instance, name))
     if live_mark is None:  # no progress log of the live job here: its newest written window
         live_mark = live.agg(F.max(features.window_end(name))).collect()[0][0]

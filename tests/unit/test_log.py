@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +84,59 @@ def test_a_torn_progress_line_is_skipped_and_said(
     finally:
         get_settings.cache_clear()
     assert "skipped 1 unreadable line(s)" in caplog.text
+
+
+def test_the_progress_log_rotates_and_the_totals_outlive_it(tmp_path: Path) -> None:
+    """A query that runs for months keeps a bounded log: rotated files, the newest record
+    read from the end, and its rows dropped by watermark counted once over its whole life
+    (a restarted driver resumes the count after the batches it has seen)."""
+    from stream_jobs import progress
+
+    path = tmp_path / "streams" / "q" / "progress.jsonl"
+
+    def record(batch: int, run: str = "r1") -> dict[str, Any]:
+        dropped = {"operatorName": "dedupeWithinWatermark", "numRowsDroppedByWatermark": 2}
+        pad = "x" * 900  # ~1 KiB a record, like Spark's
+        return {"runId": run, "batchId": batch, "stateOperators": [dropped], "pad": pad}
+
+    writer = progress.ProgressWriter(path, max_bytes=20_000)
+    for batch in range(200):
+        writer.write([record(batch)])
+    writer.close()
+    files = sorted(p.name for p in path.parent.glob("progress.jsonl*"))
+    assert files == ["progress.jsonl", *[f"progress.jsonl.{i}" for i in (1, 2, 3)]]
+    assert all(p.stat().st_size <= 21_000 for p in path.parent.glob("progress.jsonl*"))
+    # A restarted driver re-reports its last batch: counted once; a new run counts on.
+    again = progress.ProgressWriter(path, max_bytes=20_000)
+    again.write([record(199), record(0, run="r2")])
+    again.close()
+
+    settings = _settings_at(tmp_path)
+    assert progress.last_progress(settings, "q")["runId"] == "r2"
+    kept = progress.all_progress(settings, "q")
+    assert [r["batchId"] for r in kept[-3:]] == [199, 199, 0]
+    assert len(kept) < 100  # bounded: the oldest records rotated away
+    assert progress.dropped_by_watermark(settings, "q") == 2 * 201
+
+
+def test_the_newest_progress_record_is_found_across_chunks(tmp_path: Path) -> None:
+    """Records longer than the tail read, a torn last line, and a just-rotated empty file."""
+    from stream_jobs import progress
+
+    folder = tmp_path / "streams" / "q"
+    folder.mkdir(parents=True)
+    big = {"batchId": 7, "pad": "y" * (3 * progress.TAIL_BYTES)}
+    (folder / "progress.jsonl.1").write_text(json.dumps(big) + "\n")
+    (folder / "progress.jsonl").write_text("")
+    settings = _settings_at(tmp_path)
+    assert progress.last_progress(settings, "q") == big
+    (folder / "progress.jsonl").write_text(json.dumps({"batchId": 8}) + "\n" + '{"batch')
+    assert progress.last_progress(settings, "q") == {"batchId": 8}
+
+
+def _settings_at(state_dir: Path) -> Any:
+    from kappa.settings import Settings
+
+    settings = Settings()
+    stack = settings.stack.model_copy(update={"state_dir": state_dir})
+    return settings.model_copy(update={"stack": stack})
