@@ -16,7 +16,8 @@ import uuid
 from typing import Any
 
 import psycopg2
-from pyiceberg.expressions import EqualTo
+from pyiceberg.expressions import EqualTo, Reference
+from pyiceberg.expressions.literals import literal
 
 from connect.apply import apply, wait_running
 from iceberg.admin import create_all
@@ -30,11 +31,14 @@ from stream_jobs import launcher
 def _visible(settings: Any, customer_id: int, marker: str) -> bool:
     table = load_catalog(settings).load_table(cdc_mirror("customers").ident)
     got = (
-        table.scan(row_filter=EqualTo("customer_id", customer_id), selected_fields=("name",))
+        table.scan(
+            row_filter=EqualTo(term=Reference("customer_id"), value=literal(customer_id)),
+            selected_fields=("name",),
+        )
         .to_arrow()["name"]
         .to_pylist()
     )
-    return got == [marker]
+    return bool(got == [marker])
 
 
 def main() -> dict[str, Any]:

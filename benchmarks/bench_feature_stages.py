@@ -90,11 +90,12 @@ def main() -> dict[str, Any]:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         drop_namespaces(catalog, [namespace])
+    ratios = {k: round(v / rates["read"], 3) for k, v in rates.items()}
     result = {
         "records": records,
         "fill_s": round(fill_s, 1) if fill_s else "reused",
         "events_per_s": rates,
-        "ratio_to_read": {k: round(v / rates["read"], 3) for k, v in rates.items()},
+        "ratio_to_read": ratios,
         "state_store": settings.spark.state_store,
         "max_offsets_per_trigger": settings.spark.max_offsets_per_trigger,
         "cores": os.cpu_count(),
@@ -102,6 +103,6 @@ def main() -> dict[str, Any]:
     print(result)
     print(
         "user_activity_1m stages (events/s, x read): "
-        + ", ".join(f"{k} {v:,} ({result['ratio_to_read'][k]}x)" for k, v in rates.items())
+        + ", ".join(f"{k} {v:,} ({ratios[k]}x)" for k, v in rates.items())
     )
     return result

@@ -29,7 +29,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from iceberg.admin import create_all
 from kappa import topics
@@ -44,7 +44,7 @@ from stream_jobs import avro, features, launcher
 from stream_jobs.runtime import SourceRange
 
 FEATURE = "user_activity_1m"
-POPULATION = {"customers": 50_000, "products": 5_000}
+POPULATION: dict[str, Any] = {"customers": 50_000, "products": 5_000}
 
 
 def _filled_topic(settings: Settings, n: int) -> tuple[str, float | None]:
@@ -86,8 +86,10 @@ def _batch_job(spark: Any, settings: Settings, topic: str, table: str) -> tuple[
     )
     decoded = avro.decode(avro.frame(raw), decoding.writers, decoding.reader, contract)
     events = features.click_events(decoded, decoding).dropDuplicates(["event_id"])
-    windows = features.user_activity_1m(events, settings).withColumn(
-        "computed_at", F.current_timestamp()
+    windows = (
+        features.DEFINITIONS[FEATURE]
+        .build(events, settings)
+        .withColumn("computed_at", F.current_timestamp())
     )
     customers = spark.table(f"{settings.catalog.name}.cdc.customers").select(
         F.col("customer_id").alias("user_id"), "segment", "country"

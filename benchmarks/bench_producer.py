@@ -34,7 +34,7 @@ TARGET_RATIO = 0.5
 
 
 def _topic(settings: Settings, prefix: str) -> str:
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     name = f"bench_{prefix}_{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap, "log_level": 5})

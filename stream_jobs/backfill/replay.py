@@ -16,6 +16,8 @@ from stream_jobs.backfill.ranges import parse_time, resolve_range
 from stream_jobs.backfill.record import Backfill, BackfillError, save
 from stream_jobs.runtime import JobContext, align_to_table
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def create(
     settings: Settings,
@@ -145,12 +147,13 @@ def _recompute(
 
     events = features.event_batch(ctx, backfill.topic, backfill.start, backfill.end, decoding)
     shared = len(backfill.feature_sets) > 1
+    newest_us = F.max(F.unix_micros("event_time")).alias("newest")  # a long: py4j-safe
     newest = Observation(f"backfill_{backfill.id}_{uuid.uuid4().hex[:6]}")
     if shared:  # decode once, aggregate each feature set from the cached events
         events = events.persist(StorageLevel.MEMORY_AND_DISK)
-        last = events.agg(F.max("event_time")).collect()[0][0]  # fills the cache
+        last = events.agg(newest_us).collect()[0][0]  # and fills the cache
     else:  # observed on the way through the one write
-        events = events.observe(newest, F.max("event_time").alias("newest"))
+        events = events.observe(newest, newest_us)
     try:
         for done, name in enumerate(backfill.feature_sets, start=1):
             definition = features.DEFINITIONS[name]
@@ -168,7 +171,7 @@ def _recompute(
             events.unpersist()
     if not shared:
         last = newest.get.get("newest")
-    return None if last is None else last.replace(tzinfo=UTC)
+    return None if last is None else EPOCH + timedelta(microseconds=int(last))
 
 
 def _finalise(

@@ -1,0 +1,211 @@
+"""The live pipeline at fixed real-time rates: every job running, lag and freshness.
+
+What a user gets from ``kappa produce --rate R`` with the stack's three live jobs
+(``raw_clicks``, ``cdc_mirror``, ``features`` with its four queries) and the Debezium
+connector running, as ``make demo`` leaves them: for each rate in
+``KAPPA_BENCH_LIVE_RATES`` (default ``1000,2500,5000`` events/s) the simulator runs in
+real time for ``KAPPA_BENCH_LIVE_S`` seconds (default 300), its OLTP writes included.
+Every ``KAPPA_BENCH_SAMPLE_S`` (10) seconds each query's offsets behind the log end are
+sampled, and every process's CPU and RSS (driver trees, services, the simulator).
+
+Printed per rate: the sustained rate (delivered / wall time), per query the lag in
+offsets and in seconds of traffic (offsets / rate), median and max, first and last
+third of the run (bounded: the last third is no higher than the first, allowing one
+trigger of traffic), freshness of ``features.user_activity_1m`` beyond window + watermark
+(commit time of the snapshot that added a window minus its end and the watermark delay)
+p50/p99, and CPU (% of one core, mean) and peak RSS per process.
+
+It runs on the stack's own topics and tables (like the README's example); jobs it had
+to start are stopped at the end.
+
+    python -m benchmarks bench_live
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+
+from benchmarks.bench_features import _pct, _visible_at
+from kappa import names
+from kappa.ops import demo, status
+from kappa.settings import Settings, get_settings
+from producers.run import RunOptions, produce
+from producers.simulator import SimulationConfig, customers_for
+from stream_jobs import launcher
+
+FRESHNESS_TABLE = "user_activity_1m"
+
+
+@dataclass
+class Samples:
+    """Lag per query and CPU seconds / RSS per process, sampled while traffic runs."""
+
+    lag: dict[str, list[int]] = field(default_factory=dict)
+    rss: dict[str, int] = field(default_factory=dict)
+    cpu_s: dict[str, tuple[float, float]] = field(default_factory=dict)  # first, last
+
+
+def _processes(settings: Settings) -> dict[str, list[psutil.Process]]:
+    """Each live job's process tree (driver + JVM), each service, and this process."""
+    found: dict[str, list[psutil.Process]] = {"simulator": [psutil.Process()]}
+    pids = {job: launcher.pid(settings, job) for job in names.JOBS}
+    pids.update({s["name"]: s.get("pid") for s in status.services(settings)})
+    for name, pid in pids.items():
+        if pid:
+            try:
+                root = psutil.Process(pid)
+                found[name] = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+    return found
+
+
+def _sample(settings: Settings, samples: Samples, procs: dict[str, list[psutil.Process]]) -> None:
+    for job in names.JOBS:
+        for row in launcher.statuses(settings, job):
+            behind = sum((row.get("offsets_behind") or {}).values())
+            samples.lag.setdefault(row["name"], []).append(behind)
+    for name, tree in procs.items():
+        cpu, rss = 0.0, 0
+        for proc in tree:
+            try:
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                rss += proc.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        first = samples.cpu_s.get(name, (cpu, cpu))[0]
+        samples.cpu_s[name] = (first, cpu)
+        samples.rss[name] = max(samples.rss.get(name, 0), rss)
+
+
+def _sampler(
+    settings: Settings, every_s: float, stop: threading.Event
+) -> tuple[Samples, threading.Thread]:
+    samples = Samples()
+    procs = _processes(settings)
+
+    def loop() -> None:
+        while not stop.is_set():
+            _sample(settings, samples, procs)
+            stop.wait(every_s)
+
+    thread = threading.Thread(target=loop, name="bench-live-sampler", daemon=True)
+    thread.start()
+    return samples, thread
+
+
+def _lag_summary(values: list[int], rate: float, every_s: float) -> dict[str, Any]:
+    third = max(1, len(values) // 3)
+    first, last = values[:third], values[-third:]
+    # Bounded: the last third's worst is within the first third's worst plus one trigger
+    # of traffic (a sample can land just before a batch commits).
+    allowance = rate * every_s
+    return {
+        "offsets_p50": _pct([float(v) for v in values], 0.5),
+        "offsets_max": max(values),
+        "seconds_p50": round(_pct([float(v) for v in values], 0.5) / rate, 1),
+        "seconds_max": round(max(values) / rate, 1),
+        "first_third_max": max(first),
+        "last_third_max": max(last),
+        "bounded": max(last) <= max(first) + allowance,
+    }
+
+
+def _freshness(settings: Settings, since: datetime, until: datetime) -> dict[str, Any]:
+    delay = settings.features.watermark_delay.total_seconds()
+    beyond = []
+    visible = _visible_at(settings, f"{settings.features.namespace}.{FRESHNESS_TABLE}")
+    for (_, window_start), (at, row) in visible.items():
+        ends = row["window_end"].replace(tzinfo=UTC).timestamp() + delay
+        if window_start.replace(tzinfo=UTC) >= since and ends <= until.timestamp():
+            beyond.append(at - ends)
+    if not beyond:
+        return {"windows": 0}
+    return {
+        "windows": len(beyond),
+        "beyond_window_and_watermark_s_p50": _pct(beyond, 0.5),
+        "beyond_window_and_watermark_s_p99": _pct(beyond, 0.99),
+    }
+
+
+def at_rate(settings: Settings, rate: float, duration_s: float, every_s: float) -> dict[str, Any]:
+    """One rate for ``duration_s``: what the jobs did while the simulator ran."""
+    stop = threading.Event()
+    samples, thread = _sampler(settings, every_s, stop)
+    start = datetime.now(UTC)
+    config = SimulationConfig(
+        seed=int(rate), start=start, click_rate=rate, customers=max(2000, customers_for(rate))
+    )
+    t0 = time.perf_counter()
+    summary = produce(config, RunOptions(duration_s=duration_s, rate=rate, speed=1.0), settings)
+    wall = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    cpu_wall = max(1.0, wall)
+    # Windows ending (+ watermark) before traffic stopped, started a minute into it.
+    until = datetime.now(UTC)
+    time.sleep(2 * settings.spark.trigger_interval.total_seconds() + 5)  # last commits
+    return {
+        "rate": rate,
+        "duration_s": round(wall, 1),
+        "delivered": summary.delivered,
+        "sustained_events_per_s": round(summary.delivered / wall),
+        "lag": {q: _lag_summary(v, rate, every_s) for q, v in sorted(samples.lag.items())},
+        "freshness": _freshness(settings, start + timedelta(minutes=1), until),
+        "cpu_percent_of_a_core": {
+            n: round(100 * (last - first) / cpu_wall) for n, (first, last) in samples.cpu_s.items()
+        },
+        "peak_rss_mb": {n: round(v / 2**20) for n, v in samples.rss.items()},
+    }
+
+
+def _print(result: dict[str, Any]) -> None:
+    f = result["freshness"]
+    print(
+        f"{result['rate']:,.0f}/s asked: {result['sustained_events_per_s']:,}/s sustained over "
+        f"{result['duration_s']} s; freshness beyond window+watermark p50 "
+        f"{f.get('beyond_window_and_watermark_s_p50')} s p99 "
+        f"{f.get('beyond_window_and_watermark_s_p99')} s ({f['windows']} windows)"
+    )
+    for query, lag in result["lag"].items():
+        print(
+            f"  {query:<42} lag p50 {lag['offsets_p50']:>9,.0f} ({lag['seconds_p50']} s) "
+            f"max {lag['offsets_max']:>9,} ({lag['seconds_max']} s) "
+            f"{'bounded' if lag['bounded'] else 'GROWING'}"
+        )
+    cpu, rss = result["cpu_percent_of_a_core"], result["peak_rss_mb"]
+    print("  " + ", ".join(f"{n} {cpu[n]}% {rss[n]} MB" for n in sorted(cpu)))
+
+
+def main() -> dict[str, Any]:
+    settings = get_settings()
+    rates = [
+        float(r) for r in os.environ.get("KAPPA_BENCH_LIVE_RATES", "1000,2500,5000").split(",")
+    ]
+    duration_s = float(os.environ.get("KAPPA_BENCH_LIVE_S", "300"))
+    every_s = float(os.environ.get("KAPPA_BENCH_SAMPLE_S", "10"))
+    running = {job for job in names.JOBS if launcher.pid(settings, job)}
+    demo.start_stack(settings)
+    try:
+        if not demo.caught_up(settings, 900):
+            raise RuntimeError("the live jobs did not catch up with their topics in 15 minutes")
+        results = []
+        for rate in rates:
+            results.append(at_rate(settings, rate, duration_s, every_s))
+            _print(results[-1])
+            demo.caught_up(settings, 300)  # the next rate starts from no backlog
+    finally:
+        for job in names.JOBS:
+            if job not in running:
+                launcher.stop(settings, job)
+    for result in results:
+        _print(result)
+    return {"runs": results, "cores": os.cpu_count()}
