@@ -117,6 +117,7 @@ def merge_mirror(ctx: JobContext, batch: Any, source: str) -> None:
 
 def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
     from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
 
     df = df.where(F.col("value").isNotNull()).persist()  # tombstones: the 'd' event did the work
     registry_url = ctx.settings.registry.ccompat_url
@@ -128,6 +129,8 @@ def process_batch(ctx: JobContext, df: Any, batch_id: int) -> None:
             decoded = with_kafka_columns(avro.decode_batch(part, registry_url, contract)).persist()
             cached.append(decoded)
             quarantined.append(quarantine_rows(decoded.where(F.col("reason").isNotNull())))
+            if not isinstance(decoded.schema["record"].dataType, StructType):
+                continue  # no schema under the subject yet (no change so far): nothing to apply
             fresh = newer_than_changelog(
                 ctx, changes(decoded.where(F.col("reason").isNull()), source), source
             ).persist()

@@ -146,3 +146,22 @@ def test_mirrors_equal_postgres_after_inserts_updates_and_deletes(
     keys = list(zip(log["order_id"].to_pylist(), log["lsn"].to_pylist(), strict=True))
     assert len(keys) == len(set(keys))
     assert "d" in set(log["op"].to_pylist())
+
+
+def test_a_mirror_over_topics_no_change_has_reached_yet_runs_its_batch(
+    stack: Settings, unique_name: Any
+) -> None:
+    """A fresh stack: the CDC topics exist (kappa creates them) but Debezium has sent no
+    change, so no subject is registered. The first batch applies nothing and fails
+    nothing (it used to die on the undecodable empty frame, and the live job with it,
+    until its supervisor gave up)."""
+    from kappa import registry, topics
+
+    create_all(stack)
+    prefix = f"{unique_name('nocdc')}."
+    for source in CDC_SOURCES:
+        topics.ensure_cdc(stack, f"{prefix}{source}")
+        assert registry.latest(stack.registry.ccompat_url, f"{prefix}{source}-value") is None
+    ctx = cdc_mirror.run(stack, SourceRange(available_now=True), prefix=prefix, name=prefix[:-1])
+    assert ctx.stats == {"quarantined": 0}  # nothing applied, nothing quarantined
+    assert [p["batchId"] for p in ctx.progress] == [0]
