@@ -9,7 +9,7 @@ Every ``KAPPA_BENCH_SAMPLE_S`` (10) seconds each query's offsets behind the log 
 sampled, and every process's CPU and RSS (driver trees, services, the simulator).
 
 Printed per rate: the sustained rate (delivered / wall time), per query the lag in
-offsets and in seconds of traffic (offsets / rate), median and max, first and last
+offsets and in seconds of traffic (offsets / sustained rate), median and max, first and last
 third of the run (bounded: the last third is no higher than the first, allowing one
 trigger of traffic), freshness of ``features.user_activity_1m`` beyond window + watermark
 (commit time of the snapshot that added a window minus its end and the watermark delay)
@@ -150,6 +150,7 @@ def at_rate(settings: Settings, rate: float, duration_s: float, every_s: float) 
     stop.set()
     thread.join()
     cpu_wall = max(1.0, wall)
+    sustained = max(1.0, summary.delivered / wall)  # lag in seconds of the traffic sent
     # Windows ending (+ watermark) before traffic stopped, started a minute into it.
     until = datetime.now(UTC)
     time.sleep(2 * settings.spark.trigger_interval.total_seconds() + 5)  # last commits
@@ -157,8 +158,9 @@ def at_rate(settings: Settings, rate: float, duration_s: float, every_s: float) 
         "rate": rate,
         "duration_s": round(wall, 1),
         "delivered": summary.delivered,
-        "sustained_events_per_s": round(summary.delivered / wall),
-        "lag": {q: _lag_summary(v, rate, every_s) for q, v in sorted(samples.lag.items())},
+        "sustained_events_per_s": round(sustained),
+        "trigger_interval_s": settings.spark.trigger_interval.total_seconds(),
+        "lag": {q: _lag_summary(v, sustained, every_s) for q, v in sorted(samples.lag.items())},
         "freshness": _freshness(settings, start + timedelta(minutes=1), until),
         "cpu_percent_of_a_core": {
             n: round(100 * (last - first) / cpu_wall) for n, (first, last) in samples.cpu_s.items()
