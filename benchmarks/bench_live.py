@@ -50,6 +50,7 @@ class Samples:
     lag: dict[str, list[int]] = field(default_factory=dict)
     rss: dict[str, int] = field(default_factory=dict)
     cpu_s: dict[str, tuple[float, float]] = field(default_factory=dict)  # first, last
+    rss_series: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # (t, bytes)
 
 
 def _processes(settings: Settings) -> dict[str, list[psutil.Process]]:
@@ -84,6 +85,7 @@ def _sample(settings: Settings, samples: Samples, procs: dict[str, list[psutil.P
         first = samples.cpu_s.get(name, (cpu, cpu))[0]
         samples.cpu_s[name] = (first, cpu)
         samples.rss[name] = max(samples.rss.get(name, 0), rss)
+        samples.rss_series.setdefault(name, []).append((time.monotonic(), rss))
 
 
 def _sampler(

@@ -65,7 +65,9 @@ class ProgressWriter:
 
     def _count(self, record: dict[str, Any]) -> None:
         """Add a batch to the totals once (a restarted driver resumes after the last one)."""
-        run, batch = str(record.get("runId", "")), int(record.get("batchId", -1))
+        run, (batch, executed) = str(record.get("runId", "")), batch_key(record)
+        if not executed:
+            return  # an idle report names the next batch, which has not run: it dropped nothing
         if run == self.totals.get("run_id") and batch <= int(self.totals.get("batch_id", -1)):
             return
         self.totals["run_id"], self.totals["batch_id"] = run, batch
@@ -74,6 +76,22 @@ class ProgressWriter:
 
     def close(self) -> None:
         self._handler.close()
+
+
+def batch_key(progress: dict[str, Any]) -> tuple[int, bool]:
+    """Orders a query's progress reports: (batch id, whether the batch ran).
+
+    An idle query reports, every ``noDataProgressEventInterval``, a progress with the id
+    of the batch it will run next and no ``addBatch`` time; when that batch runs its
+    progress carries the same id. Both are logged, once each, in this order.
+    """
+    return int(progress.get("batchId", -1)), "addBatch" in (progress.get("durationMs") or {})
+
+
+def follows(last: tuple[int, bool], key: tuple[int, bool]) -> bool:
+    """Whether ``key`` is the report right after ``last`` (none was missed between)."""
+    batch, ran = last
+    return key == (batch, True) if not ran else key[0] == batch + 1
 
 
 def _read_totals(path: Path) -> dict[str, Any]:

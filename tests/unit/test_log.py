@@ -97,7 +97,14 @@ def test_the_progress_log_rotates_and_the_totals_outlive_it(tmp_path: Path) -> N
     def record(batch: int, run: str = "r1") -> dict[str, Any]:
         dropped = {"operatorName": "dedupeWithinWatermark", "numRowsDroppedByWatermark": 2}
         pad = "x" * 900  # ~1 KiB a record, like Spark's
-        return {"runId": run, "batchId": batch, "stateOperators": [dropped], "pad": pad}
+        ran = {"addBatch": 5, "triggerExecution": 7}
+        return {
+            "runId": run,
+            "batchId": batch,
+            "durationMs": ran,
+            "stateOperators": [dropped],
+            "pad": pad,
+        }
 
     writer = progress.ProgressWriter(path, max_bytes=20_000)
     for batch in range(200):
@@ -140,3 +147,24 @@ def _settings_at(state_dir: Path) -> Any:
     settings = Settings()
     stack = settings.stack.model_copy(update={"state_dir": state_dir})
     return settings.model_copy(update={"stack": stack})
+
+
+def test_an_idle_report_and_the_batch_that_follows_it_are_both_kept(tmp_path: Path) -> None:
+    """An idle query reports the id of its next batch before that batch runs: the report
+    is ordered before the batch, drops nothing, and does not hide the batch's count."""
+    from stream_jobs import progress
+
+    idle = {"runId": "r", "batchId": 9, "durationMs": {"latestOffset": 1}, "stateOperators": []}
+    late = {"operatorName": "dedupeWithinWatermark", "numRowsDroppedByWatermark": 3}
+    ran = {"runId": "r", "batchId": 9, "durationMs": {"addBatch": 4}, "stateOperators": [late]}
+    before = {**ran, "batchId": 8}
+    assert progress.batch_key(before) < progress.batch_key(idle) < progress.batch_key(ran)
+    assert progress.follows(progress.batch_key(before), progress.batch_key(idle))
+    assert progress.follows(progress.batch_key(idle), progress.batch_key(ran))
+    assert not progress.follows(progress.batch_key(before), (10, True))  # batch 9 was missed
+    assert not progress.follows(progress.batch_key(idle), (10, True))
+    path = tmp_path / "streams" / "q" / "progress.jsonl"
+    writer = progress.ProgressWriter(path)
+    writer.write([before, idle, ran])
+    writer.close()
+    assert progress.dropped_by_watermark(_settings_at(tmp_path), "q") == 3 + 3
