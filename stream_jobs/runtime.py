@@ -212,7 +212,8 @@ def start_query(
     if rng.available_now:
         writer = writer.trigger(availableNow=True)
     else:
-        writer = writer.trigger(processingTime=to_spark(ctx.settings.spark.trigger_interval))
+        every = ctx.params.get("trigger_interval") or ctx.settings.spark.trigger_interval
+        writer = writer.trigger(processingTime=to_spark(every))
     query = writer.start()
     ctx.query_id = str(query.id)
     logger.info(

@@ -96,6 +96,11 @@ class SparkSettings(BaseSettings):
     trigger_interval: Duration = Field(
         default=timedelta(seconds=5), description="Processing-time trigger of live queries."
     )
+    cdc_trigger_interval: Duration | None = Field(
+        default=None,
+        description="Trigger of the cdc_mirror job (its batches are MERGEs with a fixed "
+        "cost each); default: trigger_interval.",
+    )
     max_offsets_per_trigger: int = Field(default=500_000, description="Cap per micro-batch.")
     state_store: str = Field(default="rocksdb", description="rocksdb or hdfs (Spark's default).")
 

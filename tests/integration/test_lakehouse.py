@@ -138,9 +138,9 @@ def _offsets_read(progress: dict[str, Any]) -> int:
     per time the batch reads its source)."""
     total = 0
     for source in progress["sources"]:
-        # JSON text, or "None" for the query's first batch
+        # An object (JSON text in logs written before), none for the query's first batch
         start, end = (
-            json.loads(v) if v and v != "None" else {}
+            (json.loads(v) if v != "None" else {}) if isinstance(v, str) else (v or {})
             for v in (source.get("startOffset"), source.get("endOffset"))
         )
         for topic, parts in end.items():
