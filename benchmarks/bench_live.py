@@ -26,6 +26,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,9 +50,11 @@ class Samples:
     """Lag per query and CPU seconds / RSS per process, sampled while traffic runs."""
 
     lag: dict[str, list[int]] = field(default_factory=dict)
-    rss: dict[str, int] = field(default_factory=dict)
     cpu_s: dict[str, tuple[float, float]] = field(default_factory=dict)  # first, last
     rss_series: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # (t, bytes)
+
+    def peak_rss(self) -> dict[str, int]:
+        return {name: max(rss for _, rss in series) for name, series in self.rss_series.items()}
 
 
 def _processes(settings: Settings) -> dict[str, list[psutil.Process]]:
@@ -84,7 +88,6 @@ def _sample(settings: Settings, samples: Samples, procs: dict[str, list[psutil.P
                 continue
         first = samples.cpu_s.get(name, (cpu, cpu))[0]
         samples.cpu_s[name] = (first, cpu)
-        samples.rss[name] = max(samples.rss.get(name, 0), rss)
         samples.rss_series.setdefault(name, []).append((time.monotonic(), rss))
 
 
@@ -167,7 +170,7 @@ def at_rate(settings: Settings, rate: float, duration_s: float, every_s: float) 
         "cpu_percent_of_a_core": {
             n: round(100 * (last - first) / cpu_wall) for n, (first, last) in samples.cpu_s.items()
         },
-        "peak_rss_mb": {n: round(v / 2**20) for n, v in samples.rss.items()},
+        "peak_rss_mb": {n: round(v / 2**20) for n, v in samples.peak_rss().items()},
     }
 
 
@@ -189,6 +192,22 @@ def _print(result: dict[str, Any]) -> None:
     print("  " + ", ".join(f"{n} {cpu[n]}% {rss[n]} MB" for n in sorted(cpu)))
 
 
+@contextmanager
+def live_jobs(settings: Settings) -> Iterator[None]:
+    """The stack and every live job running, caught up with its topics; the jobs this
+    started are stopped on the way out."""
+    running = {job for job in names.JOBS if launcher.pid(settings, job)}
+    demo.start_stack(settings)
+    try:
+        if not demo.caught_up(settings, 900):
+            raise RuntimeError("the live jobs did not catch up with their topics in 15 minutes")
+        yield
+    finally:
+        for job in names.JOBS:
+            if job not in running:
+                launcher.stop(settings, job)
+
+
 def main() -> dict[str, Any]:
     settings = get_settings()
     rates = [
@@ -196,20 +215,12 @@ def main() -> dict[str, Any]:
     ]
     duration_s = float(os.environ.get("KAPPA_BENCH_LIVE_S", "300"))
     every_s = float(os.environ.get("KAPPA_BENCH_SAMPLE_S", "10"))
-    running = {job for job in names.JOBS if launcher.pid(settings, job)}
-    demo.start_stack(settings)
-    try:
-        if not demo.caught_up(settings, 900):
-            raise RuntimeError("the live jobs did not catch up with their topics in 15 minutes")
-        results = []
+    results = []
+    with live_jobs(settings):
         for rate in rates:
             results.append(at_rate(settings, rate, duration_s, every_s))
             _print(results[-1])
             demo.caught_up(settings, 300)  # the next rate starts from no backlog
-    finally:
-        for job in names.JOBS:
-            if job not in running:
-                launcher.stop(settings, job)
     for result in results:
         _print(result)
     return {"runs": results, "cores": os.cpu_count()}

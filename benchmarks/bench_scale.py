@@ -28,13 +28,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from benchmarks.bench_live import _sampler
-from kappa import names
+from benchmarks.bench_live import _sampler, live_jobs
 from kappa.ops import demo
 from kappa.settings import get_settings
 from producers.run import RunOptions, produce
 from producers.simulator import SimulationConfig, customers_for
-from stream_jobs import launcher
 
 FLAT = 1.15  # second-half peak RSS within 15 % of the first half's
 
@@ -55,11 +53,7 @@ def main() -> dict[str, Any]:
     events = int(os.environ.get("KAPPA_BENCH_SCALE_EVENTS", "10000000"))
     history_rate = float(os.environ.get("KAPPA_BENCH_SCALE_HISTORY_RATE", "2000"))
     every_s = float(os.environ.get("KAPPA_BENCH_SAMPLE_S", "5"))
-    running = {job for job in names.JOBS if launcher.pid(settings, job)}
-    demo.start_stack(settings)
-    try:
-        if not demo.caught_up(settings, 900):
-            raise RuntimeError("the live jobs did not catch up with their topics in 15 minutes")
+    with live_jobs(settings):
         stop = threading.Event()
         samples, thread = _sampler(settings, every_s, stop)
         config = SimulationConfig(
@@ -75,10 +69,6 @@ def main() -> dict[str, Any]:
         t1 = time.monotonic()
         stop.set()
         thread.join()
-    finally:
-        for job in names.JOBS:
-            if job not in running:
-                launcher.stop(settings, job)
     wall = t1 - t0
     result: dict[str, Any] = {
         "events": summary.delivered,

@@ -80,9 +80,9 @@ def newer_than_changelog(ctx: JobContext, batch: Any, source: str) -> Any:
     # Connect delivers at least once: after a worker dies, Debezium re-sends the changes
     # since its last committed offset, so one batch can hold a change twice (same key
     # and LSN at two offsets). Keep one copy of each.
+    oldest = batch.agg(F.min("lsn")).first()[0]  # before the de-duplication's shuffle
     batch = batch.dropDuplicates([key, "lsn"])
     log = ctx.spark.table(ctx.table(tables.cdc_changelog(source).ident))
-    oldest = batch.agg(F.min("lsn")).first()[0]
     if oldest is not None:
         # A change of this batch can only be logged already at its own LSN or later, and
         # LSNs grow with time: Iceberg skips the older data files by their column bounds,
