@@ -37,68 +37,166 @@ CUSTOMERS = cdc_mirror("customers").ident
 
 
 @dataclass(frozen=True)
+class Agg:
+    """One aggregate column: ``fn`` over each event's ``value`` (built lazily: a Column)."""
+
+    name: str
+    fn: Callable[[Any], Any]
+    value: Callable[[], Any]
+
+    def column(self, mask: Any = None) -> Any:
+        """The aggregate; with ``mask``, over the events it holds for only (null elsewhere)."""
+        from pyspark.sql import functions as F
+
+        value = self.value() if mask is None else F.when(mask, self.value())
+        return self.fn(value).alias(self.name)
+
+    def signature(self) -> str:
+        return f"{self.fn.__name__}({self.value()})"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Fixed event-time windows of one key: tumbling, or sliding every ``slide``."""
+
+    key: str
+    size: timedelta
+    slide: timedelta | None
+    aggs: Callable[[], list[Agg]]
+    where: Callable[[], Any] | None = None  # the events counted (default: every one)
+
+    def build(self, events: Any, settings: Settings) -> Any:
+        from pyspark.sql import functions as F
+
+        if self.where is not None:
+            events = events.where(self.where())
+        if self.slide is None:
+            window = F.window("event_time", to_spark(self.size))
+        else:
+            window = F.window("event_time", to_spark(self.size), to_spark(self.slide))
+        aggs = self.aggs()
+        grouped = events.groupBy(self.key, window.alias("window")).agg(*[a.column() for a in aggs])
+        return grouped.select(
+            self.key,
+            F.col("window.start").alias("window_start"),
+            F.col("window.end").alias("window_end"),
+            *[a.name for a in aggs],
+        )
+
+
+@dataclass(frozen=True)
 class Definition:
-    """One feature set: its windows from the event stream, and how to key them."""
+    """One feature set: its windows from the event stream, and how to key them.
+
+    ``windows`` is set for fixed windows: the live job computes every such feature set
+    in one shared aggregation (``stream_jobs.shared_windows``), from the same spec.
+    """
 
     name: str
     keys: tuple[str, str]  # (entity, window start): one row per key
     build: Callable[[Any, Settings], Any]  # events -> windows (streaming or static)
     enrich: Callable[[JobContext, Any], Any] | None = None  # per batch, when written
+    windows: Windows | None = None
+
+
+def _n(value: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.count(value)
+
+
+def _money(value: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.sum(value), F.lit(0)).cast("decimal(18,2)")
+
+
+def _distinct(value: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.size(F.collect_set(value))
+
+
+def _latest(value: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.max(value)
+
+
+def _every() -> Any:
+    from pyspark.sql import functions as F
+
+    return F.lit(1)
+
+
+def _of_type(event_type: str) -> Callable[[], Any]:
+    def value() -> Any:
+        from pyspark.sql import functions as F
+
+        return F.when(F.col("event_type") == event_type, True)
+
+    return value
+
+
+def _column(name: str) -> Callable[[], Any]:
+    def value() -> Any:
+        from pyspark.sql import functions as F
+
+        return F.col(name)
+
+    return value
+
+
+def _cart_line() -> Any:
+    from pyspark.sql import functions as F
+
+    return F.when(F.col("event_type") == "add_to_cart", F.col("price") * F.col("quantity"))
 
 
 def _count(event_type: str) -> Any:
-    from pyspark.sql import functions as F
-
-    return F.count(F.when(F.col("event_type") == event_type, True))
+    return _n(_of_type(event_type)())
 
 
 def _cart_value() -> Any:
-    from pyspark.sql import functions as F
-
-    line = F.when(F.col("event_type") == "add_to_cart", F.col("price") * F.col("quantity"))
-    return F.coalesce(F.sum(line), F.lit(0)).cast("decimal(18,2)").alias("cart_value")
+    return _money(_cart_line()).alias("cart_value")
 
 
-def _activity_aggs() -> list[Any]:
-    from pyspark.sql import functions as F
-
+def _activity_aggs() -> list[Agg]:
     return [
-        F.count(F.lit(1)).alias("events"),
-        _count("page_view").alias("page_views"),
-        _count("search").alias("searches"),
-        _count("add_to_cart").alias("cart_adds"),
-        _count("remove_from_cart").alias("cart_removes"),
-        _count("checkout").alias("checkouts"),
-        F.size(F.collect_set("product_id")).alias("distinct_products"),
-        _cart_value(),
-        F.max("produced_at").alias("max_produced_at"),
+        Agg("events", _n, _every),
+        Agg("page_views", _n, _of_type("page_view")),
+        Agg("searches", _n, _of_type("search")),
+        Agg("cart_adds", _n, _of_type("add_to_cart")),
+        Agg("cart_removes", _n, _of_type("remove_from_cart")),
+        Agg("checkouts", _n, _of_type("checkout")),
+        Agg("distinct_products", _distinct, _column("product_id")),
+        Agg("cart_value", _money, _cart_line),
+        Agg("max_produced_at", _latest, _column("produced_at")),
     ]
 
 
-def _windowed(
-    events: Any, key: str, size: timedelta, slide: timedelta | None, aggs: list[Any]
-) -> Any:
+def _popularity_aggs() -> list[Agg]:
+    return [
+        Agg("events", _n, _every),
+        Agg("page_views", _n, _of_type("page_view")),
+        Agg("cart_adds", _n, _of_type("add_to_cart")),
+        Agg("checkouts", _n, _of_type("checkout")),
+        Agg("distinct_users", _distinct, _column("user_id")),
+        Agg("max_produced_at", _latest, _column("produced_at")),
+    ]
+
+
+def _with_product() -> Any:
     from pyspark.sql import functions as F
 
-    if slide is None:
-        window = F.window("event_time", to_spark(size))
-    else:
-        window = F.window("event_time", to_spark(size), to_spark(slide))
-    grouped = events.groupBy(key, window.alias("window")).agg(*aggs)
-    return grouped.select(
-        key,
-        F.col("window.start").alias("window_start"),
-        F.col("window.end").alias("window_end"),
-        *[c for c in grouped.columns if c not in (key, "window")],
-    )
+    return F.col("product_id").isNotNull()
 
 
-def user_activity_1m(events: Any, settings: Settings) -> Any:
-    return _windowed(events, "user_id", timedelta(minutes=1), None, _activity_aggs())
-
-
-def user_activity_1h(events: Any, settings: Settings) -> Any:
-    return _windowed(events, "user_id", timedelta(hours=1), timedelta(minutes=5), _activity_aggs())
+ACTIVITY_1M = Windows("user_id", timedelta(minutes=1), None, _activity_aggs)
+ACTIVITY_1H = Windows("user_id", timedelta(hours=1), timedelta(minutes=5), _activity_aggs)
+POPULARITY_5M = Windows(
+    "product_id", timedelta(minutes=5), None, _popularity_aggs, where=_with_product
+)
 
 
 def user_sessions(events: Any, settings: Settings) -> Any:
@@ -129,21 +227,6 @@ def user_sessions(events: Any, settings: Settings) -> Any:
     )
 
 
-def product_popularity_5m(events: Any, settings: Settings) -> Any:
-    from pyspark.sql import functions as F
-
-    aggs = [
-        F.count(F.lit(1)).alias("events"),
-        _count("page_view").alias("page_views"),
-        _count("add_to_cart").alias("cart_adds"),
-        _count("checkout").alias("checkouts"),
-        F.size(F.collect_set("user_id")).alias("distinct_users"),
-        F.max("produced_at").alias("max_produced_at"),
-    ]
-    with_product = events.where(F.col("product_id").isNotNull())
-    return _windowed(with_product, "product_id", timedelta(minutes=5), None, aggs)
-
-
 def with_customer(ctx: JobContext, windows: Any) -> Any:
     """Segment and country of each user as ``cdc.customers`` knows them right now."""
     from pyspark.sql import functions as F
@@ -158,11 +241,22 @@ DEFINITIONS: dict[str, Definition] = {
     d.name: d
     for d in (
         Definition(
-            "user_activity_1m", ("user_id", "window_start"), user_activity_1m, with_customer
+            "user_activity_1m",
+            ("user_id", "window_start"),
+            ACTIVITY_1M.build,
+            with_customer,
+            windows=ACTIVITY_1M,
         ),
-        Definition("user_activity_1h", ("user_id", "window_start"), user_activity_1h),
+        Definition(
+            "user_activity_1h", ("user_id", "window_start"), ACTIVITY_1H.build, windows=ACTIVITY_1H
+        ),
         Definition("user_sessions", ("user_id", "session_start"), user_sessions),
-        Definition("product_popularity_5m", ("product_id", "window_start"), product_popularity_5m),
+        Definition(
+            "product_popularity_5m",
+            ("product_id", "window_start"),
+            POPULARITY_5M.build,
+            windows=POPULARITY_5M,
+        ),
     )
 }
 

@@ -10,10 +10,15 @@ This is the streaming runtime of the definitions in ``stream_jobs.feature_sets``
 watermarked on ``event_time`` and de-duplicated by ``event_id``, then each
 definition turns them into its windows.
 
-Each feature set is its own streaming query with its own checkpoint, in append
-output mode: a window is emitted once, when the watermark passes its end, and
-written by ``foreachBatch`` with the (query id, batch id) marker of
-``runtime.append_once`` so a replayed batch is never written twice.
+The fixed-window feature sets (1-minute and 1-hour activity, 5-minute popularity)
+run as one streaming query, ``<instance>-windows``: the topic is read, decoded and
+de-duplicated once and one aggregation computes every window of them
+(``stream_jobs.shared_windows``); session windows run as ``<instance>-user_sessions``.
+Each query has its own checkpoint, in append output mode: a window is emitted once,
+when the watermark passes its end, and written by ``foreachBatch`` with the (query id,
+batch id) marker of ``runtime.append_once`` so a replayed batch is never written twice.
+A shared query keeps the feature sets it started with: run another ``--only`` under
+another ``--name``.
 
 Schema evolution: the plan decodes with every writer schema the subject had when
 the query started. A record written with a schema registered later fails the
@@ -37,7 +42,7 @@ from kappa.log import configure as configure_logging
 from kappa.names import FEATURES_JOB, clicks_topic, value_subject
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
-from stream_jobs import avro, raw_clicks
+from stream_jobs import avro, raw_clicks, shared_windows
 from stream_jobs.feature_sets import (
     CUSTOMERS,
     DEFINITIONS,
@@ -63,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 NAME = FEATURES_JOB
 UNKNOWN_ID = "kappa-unknown-writer-schema-id="
+SHARED = "windows"  # the query of every fixed-window feature set
 
 __all__ = [  # the definitions, re-exported: callers reach the feature sets through the job
     "CUSTOMERS",
@@ -85,6 +91,7 @@ __all__ = [  # the definitions, re-exported: callers reach the feature sets thro
     "run",
     "unplanned_ids",
     "window_end",
+    "write_shared",
     "write_windows",
 ]
 
@@ -252,28 +259,71 @@ def late_report(
 
 def write_windows(ctx: JobContext, df: Any, batch_id: int) -> None:
     """Append this batch's final windows (enriched when written), exactly once."""
-    from pyspark.sql import functions as F
-
-    definition: Definition = ctx.params["definition"]
-    ident = ctx.params["table"]
-    # Most live triggers close no window: those end here, before the enrichment reads
-    # cdc.customers and the table is looked up (time the freshness of every window waits on).
     windows = df.persist()
     try:
         rows = windows.count()
-        if rows == 0:
-            return
-        out = windows.withColumn("computed_at", F.current_timestamp())
-        if definition.enrich is not None:  # a left join on the mirror's key: a row per window
-            out = definition.enrich(ctx, out)
-        out = align_to_table(ctx.spark, out, ctx.table(ident))
-        written = append_once(ctx, out, ident, batch_id, rows=rows)
+        # Most live triggers close no window: those end here, before the enrichment reads
+        # cdc.customers and the table is looked up (time the freshness of every window waits on).
+        if rows:
+            definition, ident = ctx.params["definition"], ctx.params["table"]
+            _write(ctx, definition, ident, windows, batch_id, rows=rows, stats=ctx.stats)
     finally:
         windows.unpersist()
-    ctx.stats["windows"] = ctx.stats.get("windows", 0) + written
+
+
+def write_shared(ctx: JobContext, df: Any, batch_id: int) -> None:
+    """Append the final windows of every member of the shared query, each to its table."""
+    plan: shared_windows.Plan = ctx.params["plan"]
+    windows = df.persist()
+    try:
+        counts = {r[0]: r[1] for r in windows.groupBy(shared_windows.TAG).count().collect()}
+        foreign = sorted(set(counts) - set(plan.members))
+        if foreign:  # the checkpoint's state holds windows of sets this run does not write
+            raise RuntimeError(
+                f"query {ctx.name} has open windows of {foreign} in its checkpoint but this run "
+                f"computes {list(plan.members)}: run it with the same --only as before, or "
+                "start this selection under another --name"
+            )
+        for name, rows in counts.items():
+            one = shared_windows.split(windows, plan, name)
+            stats = ctx.params["members"][name].stats
+            _write(
+                ctx,
+                DEFINITIONS[name],
+                ctx.params["tables"][name],
+                one,
+                batch_id,
+                rows=rows,
+                stats=stats,
+            )
+    finally:
+        windows.unpersist()
+
+
+def _write(
+    ctx: JobContext,
+    definition: Definition,
+    ident: str,
+    windows: Any,
+    batch_id: int,
+    *,
+    rows: int,
+    stats: dict[str, int],
+) -> None:
+    from pyspark.sql import functions as F
+
+    out = windows.withColumn("computed_at", F.current_timestamp())
+    if definition.enrich is not None:  # a left join on the mirror's key: a row per window
+        out = definition.enrich(ctx, out)
+    out = align_to_table(ctx.spark, out, ctx.table(ident))
+    written = append_once(ctx, out, ident, batch_id, rows=rows)
+    stats["windows"] = stats.get("windows", 0) + written
 
 
 def query_name(instance: str, feature_set: str) -> str:
+    """The query computing ``feature_set``: fixed windows share ``<instance>-windows``."""
+    if DEFINITIONS[feature_set].windows is not None:
+        return f"{instance}-{SHARED}"
     return f"{instance}-{feature_set}"
 
 
@@ -300,6 +350,8 @@ def run(
 ) -> dict[str, JobContext]:
     """Run the feature queries until stopped (or drained); re-plan on a new writer schema.
 
+    Returns a context per feature set, with its ``stats`` (``windows`` written).
+
     ``topic`` defaults to the settings' click topic (``KAPPA_TOPICS_CLICKS``).
     """
     topic = topic or clicks_topic(settings)
@@ -312,22 +364,68 @@ def run(
     spark = get_spark(settings, instance)
     decoding = Decoding(subject=value_subject(topic))
     wait_for_schema(settings, decoding, rng)
-    contexts = {
-        name: JobContext(
+    queries = _contexts(
+        settings,
+        spark,
+        instance,
+        names,
+        namespace=namespace,
+        customers=customers,
+        on_progress=on_progress,
+    )
+    _run_replanning(settings, queries, topic, rng, decoding)
+    members = {n: c for q in queries.values() for n, c in q.params.get("members", {}).items()}
+    return {name: members.get(name) or queries[name] for name in names}
+
+
+def _contexts(
+    settings: Settings,
+    spark: Any,
+    instance: str,
+    names: list[str],
+    *,
+    namespace: str,
+    customers: str,
+    on_progress: Callable[[], None] | None,
+) -> dict[str, JobContext]:
+    """One query for every fixed-window feature set together, one per other feature set.
+
+    A member of the shared query has a context of its own for its ``stats``."""
+    shared = shared_windows.windowed(names)
+    common = {"customers": customers, "on_progress": on_progress}
+    contexts = {}
+    if shared:
+        contexts[SHARED] = JobContext(
             settings=settings,
-            name=query_name(instance, name),
+            name=f"{instance}-{SHARED}",
             spark=spark,
             params={
-                "definition": DEFINITIONS[name],
-                "table": f"{namespace}.{name}",
-                "customers": customers,
-                "on_progress": on_progress,
+                **common,
+                "plan": shared_windows.Plan.of(shared),
+                "tables": {n: f"{namespace}.{n}" for n in shared},
+                "members": {
+                    n: JobContext(settings=settings, name=query_name(instance, n), spark=spark)
+                    for n in shared
+                },
             },
         )
-        for name in names
-    }
-    _run_replanning(settings, contexts, topic, rng, decoding)
+    for name in names:
+        if name not in shared:
+            contexts[name] = JobContext(
+                settings=settings,
+                name=query_name(instance, name),
+                spark=spark,
+                params={**common, "definition": DEFINITIONS[name], "table": f"{namespace}.{name}"},
+            )
     return contexts
+
+
+def _query(ctx: JobContext, events: Any, rng: SourceRange) -> Any:
+    if "plan" in ctx.params:
+        windows = shared_windows.build(events, ctx.settings, ctx.params["plan"])
+        return start_query(ctx, windows, write_shared, rng, output_mode="append")
+    windows = ctx.params["definition"].build(events, ctx.settings)
+    return start_query(ctx, windows, write_windows, rng, output_mode="append")
 
 
 def _run_replanning(
@@ -341,12 +439,9 @@ def _run_replanning(
     start them again from their checkpoints."""
     while True:
         running = []
-        for name, ctx in contexts.items():
+        for ctx in contexts.values():
             ctx.query_id = ""
-            windows = DEFINITIONS[name].build(event_stream(ctx, topic, rng, decoding), settings)
-            running.append(
-                (ctx, start_query(ctx, windows, write_windows, rng, output_mode="append"))
-            )
+            running.append((ctx, _query(ctx, event_stream(ctx, topic, rng, decoding), rng)))
         try:
             await_queries(running)
             return

@@ -81,12 +81,21 @@ def jobs(settings: Settings) -> dict[str, JobSpec]:
             "stream_jobs.features",
             (names.clicks_topic(settings),),
             tuple(feature_table(n, settings.features.namespace).ident for n in FEATURE_SETS),
-            queries={
-                n: (feature_table(n, settings.features.namespace).ident,) for n in FEATURE_SETS
-            },
+            queries=_feature_queries(settings),
         ),
     )
     return {spec.name: spec for spec in specs}
+
+
+def _feature_queries(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """Query -> tables of the features job: the fixed windows share one query."""
+    from stream_jobs.features import query_name
+
+    out: dict[str, tuple[str, ...]] = {}
+    for name in FEATURE_SETS:
+        query = query_name("", name).removeprefix("-")
+        out[query] = (*out.get(query, ()), feature_table(name, settings.features.namespace).ident)
+    return out
 
 
 def ensure_topics(settings: Settings, specs: list[JobSpec] | None = None) -> list[str]:

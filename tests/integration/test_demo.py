@@ -204,7 +204,7 @@ def test_status_is_the_operators_view(demo: dict[str, Any], lake: Settings) -> N
     assert {s["name"] for s in view["services"] if s["healthy"]} >= {"kafka", "mlflow"}
     assert [c["state"] for c in view["connectors"] if c["name"] == "shop-postgres"] == ["RUNNING"]
     queries = {q["name"]: q for q in view["queries"]}
-    assert {"raw_clicks", "cdc_mirror", "features-user_activity_1m"} <= set(queries)
+    assert {"raw_clicks", "cdc_mirror", "features-windows"} <= set(queries)
     for query in queries.values():
         assert query["batch_id"] is not None and query["batch_duration_ms"] is not None
         assert query["offsets_behind"], query["name"]  # per topic:partition

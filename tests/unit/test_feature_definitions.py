@@ -116,3 +116,31 @@ def test_batch_plan_equals_the_independent_oracle(spark: Any, name: str) -> None
 
 def _keys(name: str) -> tuple[str, str]:
     return features.DEFINITIONS[name].keys
+
+
+def test_the_shared_live_plan_gives_each_member_its_own_definitions_windows(spark: Any) -> None:
+    """The live job computes every fixed-window feature set in one aggregation; split
+    back, each member equals the independent oracle, and has its definition's columns."""
+    from pyspark.sql import functions as F
+
+    from stream_jobs import shared_windows
+
+    records = _events(250, seed=23)
+    members = shared_windows.windowed(sorted(ORACLES))
+    assert set(members) == set(ORACLES) - {"user_sessions"}
+    plan = shared_windows.Plan.of(members)
+    events = _frame(spark, records).dropDuplicates(["event_id"])
+    windows = shared_windows.build(events, Settings(), plan).cache()
+    # One column for an aggregate members share alike; a set only where it is used.
+    assert len(plan.aggs) < sum(len(c) for c in plan.columns.values())
+    for name in members:
+        one = shared_windows.split(windows, plan, name)
+        own = features.DEFINITIONS[name].build(events, Settings())
+        assert one.columns == own.columns, name
+        got = _rows(one.withColumn("computed_at", F.current_timestamp()), _keys(name))
+        want = ORACLES[name](oracle.events_frame(records))
+        assert len(want) > 20 and set(got) == set(want), name
+        for key, columns in want.items():
+            for col, value in columns.items():
+                assert got[key][col] == value, f"{name} {key} {col}: {got[key][col]!r} != {value!r}"
+    windows.unpersist()
