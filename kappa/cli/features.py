@@ -18,9 +18,10 @@ def features() -> None:
 @features.command("list")
 @output_option
 def list_(out: Output) -> None:
-    """Every feature set: its table, key and window."""
+    """Every feature set: its table, key, window and the live query computing it."""
     from kappa import durations
-    from stream_jobs.features import DEFINITIONS, window_end
+    from kappa.names import FEATURES_JOB
+    from stream_jobs.features import DEFINITIONS, query_name, window_end
 
     settings = get_settings()
     delay = durations.to_spark(durations.parse(settings.features.watermark_delay))
@@ -30,6 +31,7 @@ def list_(out: Output) -> None:
             "table": f"{settings.features.namespace}.{name}",
             "key": list(d.keys),
             "window_end": window_end(name),
+            "query": query_name(FEATURES_JOB, name),
         }
         for name, d in DEFINITIONS.items()
     ]
@@ -37,8 +39,8 @@ def list_(out: Output) -> None:
         {"feature_sets": rows, "watermark_delay": delay},
         lambda d: print_table(
             f"feature sets (watermark delay {d['watermark_delay']})",
-            ["name", "table", "key"],
-            [[r["name"], r["table"], ", ".join(r["key"])] for r in d["feature_sets"]],
+            ["name", "table", "key", "query"],
+            [[r["name"], r["table"], ", ".join(r["key"]), r["query"]] for r in d["feature_sets"]],
         ),
     )
 

@@ -144,8 +144,11 @@ def test_features_list_json_shape() -> None:
         "table": "features.user_sessions",
         "key": ["user_id", "session_start"],
         "window_end": "session_end",
+        "query": "features-user_sessions",
     }
     assert by_name["product_popularity_5m"]["key"] == ["product_id", "window_start"]
+    # The fixed windows share one live query.
+    assert {by_name[n]["query"] for n in by_name if n != "user_sessions"} == {"features-windows"}
 
 
 def test_a_domain_error_in_json_mode_is_still_one_line_on_stderr() -> None:
