@@ -153,10 +153,6 @@ def _cart_line() -> Any:
     return F.when(F.col("event_type") == "add_to_cart", F.col("price") * F.col("quantity"))
 
 
-def _count(event_type: str) -> Any:
-    return _n(_of_type(event_type)())
-
-
 def _cart_value() -> Any:
     return _money(_cart_line()).alias("cart_value")
 
