@@ -62,7 +62,7 @@ class Windows:
     key: str
     size: timedelta
     slide: timedelta | None
-    aggs: Callable[[], list[Agg]]
+    aggs: tuple[Agg, ...]
     where: Callable[[], Any] | None = None  # the events counted (default: every one)
 
     def build(self, events: Any, settings: Settings) -> Any:
@@ -74,13 +74,14 @@ class Windows:
             window = F.window("event_time", to_spark(self.size))
         else:
             window = F.window("event_time", to_spark(self.size), to_spark(self.slide))
-        aggs = self.aggs()
-        grouped = events.groupBy(self.key, window.alias("window")).agg(*[a.column() for a in aggs])
+        grouped = events.groupBy(self.key, window.alias("window")).agg(
+            *[a.column() for a in self.aggs]
+        )
         return grouped.select(
             self.key,
             F.col("window.start").alias("window_start"),
             F.col("window.end").alias("window_end"),
-            *[a.name for a in aggs],
+            *[a.name for a in self.aggs],
         )
 
 
@@ -97,6 +98,16 @@ class Definition:
     build: Callable[[Any, Settings], Any]  # events -> windows (streaming or static)
     enrich: Callable[[JobContext, Any], Any] | None = None  # per batch, when written
     windows: Windows | None = None
+
+    @classmethod
+    def fixed(
+        cls,
+        name: str,
+        windows: Windows,
+        enrich: Callable[[JobContext, Any], Any] | None = None,
+    ) -> Definition:
+        """A feature set of fixed windows: keyed by its key and window start."""
+        return cls(name, (windows.key, "window_start"), windows.build, enrich, windows)
 
 
 def _n(value: Any) -> Any:
@@ -157,29 +168,31 @@ def _cart_value() -> Any:
     return _money(_cart_line()).alias("cart_value")
 
 
-def _activity_aggs() -> list[Agg]:
-    return [
-        Agg("events", _n, _every),
-        Agg("page_views", _n, _of_type("page_view")),
-        Agg("searches", _n, _of_type("search")),
-        Agg("cart_adds", _n, _of_type("add_to_cart")),
-        Agg("cart_removes", _n, _of_type("remove_from_cart")),
-        Agg("checkouts", _n, _of_type("checkout")),
-        Agg("distinct_products", _distinct, _column("product_id")),
-        Agg("cart_value", _money, _cart_line),
-        Agg("max_produced_at", _latest, _column("produced_at")),
-    ]
+EVENTS = Agg("events", _n, _every)
+PAGE_VIEWS = Agg("page_views", _n, _of_type("page_view"))
+CART_ADDS = Agg("cart_adds", _n, _of_type("add_to_cart"))
+CHECKOUTS = Agg("checkouts", _n, _of_type("checkout"))
+MAX_PRODUCED_AT = Agg("max_produced_at", _latest, _column("produced_at"))
 
-
-def _popularity_aggs() -> list[Agg]:
-    return [
-        Agg("events", _n, _every),
-        Agg("page_views", _n, _of_type("page_view")),
-        Agg("cart_adds", _n, _of_type("add_to_cart")),
-        Agg("checkouts", _n, _of_type("checkout")),
-        Agg("distinct_users", _distinct, _column("user_id")),
-        Agg("max_produced_at", _latest, _column("produced_at")),
-    ]
+ACTIVITY = (
+    EVENTS,
+    PAGE_VIEWS,
+    Agg("searches", _n, _of_type("search")),
+    CART_ADDS,
+    Agg("cart_removes", _n, _of_type("remove_from_cart")),
+    CHECKOUTS,
+    Agg("distinct_products", _distinct, _column("product_id")),
+    Agg("cart_value", _money, _cart_line),
+    MAX_PRODUCED_AT,
+)
+POPULARITY = (
+    EVENTS,
+    PAGE_VIEWS,
+    CART_ADDS,
+    CHECKOUTS,
+    Agg("distinct_users", _distinct, _column("user_id")),
+    MAX_PRODUCED_AT,
+)
 
 
 def _with_product() -> Any:
@@ -188,11 +201,9 @@ def _with_product() -> Any:
     return F.col("product_id").isNotNull()
 
 
-ACTIVITY_1M = Windows("user_id", timedelta(minutes=1), None, _activity_aggs)
-ACTIVITY_1H = Windows("user_id", timedelta(hours=1), timedelta(minutes=5), _activity_aggs)
-POPULARITY_5M = Windows(
-    "product_id", timedelta(minutes=5), None, _popularity_aggs, where=_with_product
-)
+ACTIVITY_1M = Windows("user_id", timedelta(minutes=1), None, ACTIVITY)
+ACTIVITY_1H = Windows("user_id", timedelta(hours=1), timedelta(minutes=5), ACTIVITY)
+POPULARITY_5M = Windows("product_id", timedelta(minutes=5), None, POPULARITY, where=_with_product)
 
 
 def user_sessions(events: Any, settings: Settings) -> Any:
@@ -236,23 +247,10 @@ def with_customer(ctx: JobContext, windows: Any) -> Any:
 DEFINITIONS: dict[str, Definition] = {
     d.name: d
     for d in (
-        Definition(
-            "user_activity_1m",
-            ("user_id", "window_start"),
-            ACTIVITY_1M.build,
-            with_customer,
-            windows=ACTIVITY_1M,
-        ),
-        Definition(
-            "user_activity_1h", ("user_id", "window_start"), ACTIVITY_1H.build, windows=ACTIVITY_1H
-        ),
+        Definition.fixed("user_activity_1m", ACTIVITY_1M, with_customer),
+        Definition.fixed("user_activity_1h", ACTIVITY_1H),
         Definition("user_sessions", ("user_id", "session_start"), user_sessions),
-        Definition(
-            "product_popularity_5m",
-            ("product_id", "window_start"),
-            POPULARITY_5M.build,
-            windows=POPULARITY_5M,
-        ),
+        Definition.fixed("product_popularity_5m", POPULARITY_5M),
     )
 }
 

@@ -86,6 +86,7 @@ __all__ = [  # the definitions, re-exported: callers reach the feature sets thro
     "late_report",
     "late_windows",
     "main",
+    "query_key",
     "query_name",
     "raw_events",
     "run",
@@ -320,11 +321,14 @@ def _write(
     stats["windows"] = stats.get("windows", 0) + written
 
 
+def query_key(feature_set: str) -> str:
+    """The job's query computing ``feature_set``: the fixed windows share ``windows``."""
+    return SHARED if DEFINITIONS[feature_set].windows is not None else feature_set
+
+
 def query_name(instance: str, feature_set: str) -> str:
-    """The query computing ``feature_set``: fixed windows share ``<instance>-windows``."""
-    if DEFINITIONS[feature_set].windows is not None:
-        return f"{instance}-{SHARED}"
-    return f"{instance}-{feature_set}"
+    """The query computing ``feature_set`` in ``instance``: ``<instance>-<query_key>``."""
+    return f"{instance}-{query_key(feature_set)}"
 
 
 def ensure_tables(settings: Settings, namespace: str, names: list[str]) -> None:

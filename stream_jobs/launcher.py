@@ -89,11 +89,11 @@ def jobs(settings: Settings) -> dict[str, JobSpec]:
 
 def _feature_queries(settings: Settings) -> dict[str, tuple[str, ...]]:
     """Query -> tables of the features job: the fixed windows share one query."""
-    from stream_jobs.features import query_name
+    from stream_jobs.features import query_key
 
     out: dict[str, tuple[str, ...]] = {}
     for name in FEATURE_SETS:
-        query = query_name("", name).removeprefix("-")
+        query = query_key(name)
         out[query] = (*out.get(query, ()), feature_table(name, settings.features.namespace).ident)
     return out
 

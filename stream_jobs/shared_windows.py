@@ -52,7 +52,7 @@ class Plan:
         columns: dict[str, list[tuple[str, str]]] = {}
         for name in members:
             columns[name] = []
-            for agg in _spec(name).aggs():
+            for agg in _spec(name).aggs:
                 internal = by_signature.setdefault(agg.signature(), f"a{len(by_signature)}")
                 aggs.setdefault(internal, (agg, set()))[1].add(name)
                 columns[name].append((internal, agg.name))
