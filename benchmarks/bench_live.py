@@ -143,16 +143,24 @@ def _freshness(settings: Settings, since: datetime, until: datetime) -> dict[str
     }
 
 
+def traffic(settings: Settings, rate: float, seconds: float, *, seed: int) -> Any:
+    """The simulator at ``rate`` in real time for ``seconds``, its OLTP writes included."""
+    config = SimulationConfig(
+        seed=seed,
+        start=datetime.now(UTC),
+        click_rate=rate,
+        customers=max(2000, customers_for(rate)),
+    )
+    return produce(config, RunOptions(duration_s=seconds, rate=rate, speed=1.0), settings)
+
+
 def at_rate(settings: Settings, rate: float, duration_s: float, every_s: float) -> dict[str, Any]:
     """One rate for ``duration_s``: what the jobs did while the simulator ran."""
     stop = threading.Event()
     samples, thread = _sampler(settings, every_s, stop)
     start = datetime.now(UTC)
-    config = SimulationConfig(
-        seed=int(rate), start=start, click_rate=rate, customers=max(2000, customers_for(rate))
-    )
     t0 = time.perf_counter()
-    summary = produce(config, RunOptions(duration_s=duration_s, rate=rate, speed=1.0), settings)
+    summary = traffic(settings, rate, duration_s, seed=int(rate))
     wall = time.perf_counter() - t0
     stop.set()
     thread.join()
@@ -179,14 +187,11 @@ def at_rate(settings: Settings, rate: float, duration_s: float, every_s: float) 
 def warm_up(settings: Settings, rate: float, seconds: float) -> None:
     """Traffic at ``rate`` for ``seconds``, then wait for the jobs to catch up: what is
     measured is a pipeline that has run before (JIT-compiled code paths, tables loaded,
-    state stores open), not the first minutes of four cold JVMs competing for 2 cores."""
+    state stores open), not the first minutes of the jobs' cold JVMs competing for 2 cores."""
     if seconds <= 0:
         return
     print(f"warm-up: {rate:,.0f}/s for {seconds:.0f} s, then catching up")
-    config = SimulationConfig(
-        seed=7, start=datetime.now(UTC), click_rate=rate, customers=max(2000, customers_for(rate))
-    )
-    produce(config, RunOptions(duration_s=seconds, rate=rate, speed=1.0), settings)
+    traffic(settings, rate, seconds, seed=7)
     if not demo.caught_up(settings, 900):
         raise RuntimeError("the live jobs did not catch up with the warm-up traffic in 15 minutes")
 
