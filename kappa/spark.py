@@ -56,6 +56,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # input (bench_scale, 2M events: 2.1 GB in the first half, 4.3 GB in the second).
         "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
         "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": "500",
+        # Heap state: keep one committed version beside the one a batch builds (not two).
+        "spark.sql.streaming.maxBatchesToRetainInMemory": "1",
         # Small machine: no adaptive coalescing surprises in streaming, fewer threads.
         "spark.sql.adaptive.enabled": "false",
         "spark.driver.memory": settings.spark.driver_memory,

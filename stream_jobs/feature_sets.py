@@ -10,6 +10,7 @@ The streaming runtime that runs them is ``stream_jobs.features``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,22 +38,46 @@ CUSTOMERS = cdc_mirror("customers").ident
 
 
 @dataclass(frozen=True)
+class Fn:
+    """An aggregate function of the vocabulary, and its split into partials.
+
+    ``merge`` over the ``partial`` of each part of a window's events equals ``total``
+    over all of them: the live job aggregates panes, then windows from panes.
+    """
+
+    name: str
+    total: Callable[[Any], Any]  # over the events
+    partial: Callable[[Any], Any]  # over the events of one pane
+    merge: Callable[[Any], Any]  # over the partials of a window's panes
+
+
+@dataclass(frozen=True)
 class Agg:
     """One aggregate column: ``fn`` over each event's ``value`` (built lazily: a Column)."""
 
     name: str
-    fn: Callable[[Any], Any]
+    fn: Fn
     value: Callable[[], Any]
 
     def column(self, mask: Any = None) -> Any:
         """The aggregate; with ``mask``, over the events it holds for only (null elsewhere)."""
-        from pyspark.sql import functions as F
+        return self.fn.total(self._masked(mask)).alias(self.name)
 
-        value = self.value() if mask is None else F.when(mask, self.value())
-        return self.fn(value).alias(self.name)
+    def partial(self, mask: Any = None) -> Any:
+        """The aggregate's partial over one pane's events (``mask`` as in :meth:`column`)."""
+        return self.fn.partial(self._masked(mask))
+
+    def merge(self, partials: Any) -> Any:
+        """The aggregate from the partials of every pane of a window."""
+        return self.fn.merge(partials)
 
     def signature(self) -> str:
-        return f"{self.fn.__name__}({self.value()})"
+        return f"{self.fn.name}({self.value()})"
+
+    def _masked(self, mask: Any) -> Any:
+        from pyspark.sql import functions as F
+
+        return self.value() if mask is None else F.when(mask, self.value())
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,15 @@ class Windows:
     slide: timedelta | None
     aggs: tuple[Agg, ...]
     where: Callable[[], Any] | None = None  # the events counted (default: every one)
+
+    @property
+    def pane(self) -> timedelta:
+        """The longest span of which every window is a whole number: the size of a
+        tumbling window, the 5 minutes of a 1-hour window sliding every 5 minutes."""
+        if self.slide is None:
+            return self.size
+        micros = timedelta(microseconds=1)
+        return math.gcd(self.size // micros, self.slide // micros) * micros
 
     def build(self, events: Any, settings: Settings) -> Any:
         from pyspark.sql import functions as F
@@ -110,10 +144,16 @@ class Definition:
         return cls(name, (windows.key, "window_start"), windows.build, enrich, windows)
 
 
-def _n(value: Any) -> Any:
+def _count(value: Any) -> Any:
     from pyspark.sql import functions as F
 
     return F.count(value)
+
+
+def _sum(value: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.sum(value)
 
 
 def _money(value: Any) -> Any:
@@ -122,16 +162,34 @@ def _money(value: Any) -> Any:
     return F.coalesce(F.sum(value), F.lit(0)).cast("decimal(18,2)")
 
 
+def _set(value: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.collect_set(value)
+
+
 def _distinct(value: Any) -> Any:
     from pyspark.sql import functions as F
 
     return F.size(F.collect_set(value))
 
 
-def _latest(value: Any) -> Any:
+def _distinct_of_sets(sets: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.size(F.array_distinct(F.flatten(F.collect_list(sets))))
+
+
+def _max(value: Any) -> Any:
     from pyspark.sql import functions as F
 
     return F.max(value)
+
+
+COUNT = Fn("count", total=_count, partial=_count, merge=_sum)
+MONEY = Fn("money", total=_money, partial=_sum, merge=_money)  # a sum, 0 for none, 2 decimals
+DISTINCT = Fn("distinct", total=_distinct, partial=_set, merge=_distinct_of_sets)
+MAX = Fn("max", total=_max, partial=_max, merge=_max)
 
 
 def _every() -> Any:
@@ -165,24 +223,24 @@ def _cart_line() -> Any:
 
 
 def _cart_value() -> Any:
-    return _money(_cart_line()).alias("cart_value")
+    return MONEY.total(_cart_line()).alias("cart_value")
 
 
-EVENTS = Agg("events", _n, _every)
-PAGE_VIEWS = Agg("page_views", _n, _of_type("page_view"))
-CART_ADDS = Agg("cart_adds", _n, _of_type("add_to_cart"))
-CHECKOUTS = Agg("checkouts", _n, _of_type("checkout"))
-MAX_PRODUCED_AT = Agg("max_produced_at", _latest, _column("produced_at"))
+EVENTS = Agg("events", COUNT, _every)
+PAGE_VIEWS = Agg("page_views", COUNT, _of_type("page_view"))
+CART_ADDS = Agg("cart_adds", COUNT, _of_type("add_to_cart"))
+CHECKOUTS = Agg("checkouts", COUNT, _of_type("checkout"))
+MAX_PRODUCED_AT = Agg("max_produced_at", MAX, _column("produced_at"))
 
 ACTIVITY = (
     EVENTS,
     PAGE_VIEWS,
-    Agg("searches", _n, _of_type("search")),
+    Agg("searches", COUNT, _of_type("search")),
     CART_ADDS,
-    Agg("cart_removes", _n, _of_type("remove_from_cart")),
+    Agg("cart_removes", COUNT, _of_type("remove_from_cart")),
     CHECKOUTS,
-    Agg("distinct_products", _distinct, _column("product_id")),
-    Agg("cart_value", _money, _cart_line),
+    Agg("distinct_products", DISTINCT, _column("product_id")),
+    Agg("cart_value", MONEY, _cart_line),
     MAX_PRODUCED_AT,
 )
 POPULARITY = (
@@ -190,7 +248,7 @@ POPULARITY = (
     PAGE_VIEWS,
     CART_ADDS,
     CHECKOUTS,
-    Agg("distinct_users", _distinct, _column("user_id")),
+    Agg("distinct_users", DISTINCT, _column("user_id")),
     MAX_PRODUCED_AT,
 )
 

@@ -419,9 +419,19 @@ def _contexts(
                 settings=settings,
                 name=query_name(instance, name),
                 spark=spark,
-                params={**common, "definition": DEFINITIONS[name], "table": f"{namespace}.{name}"},
+                params={
+                    **common,
+                    "definition": DEFINITIONS[name],
+                    "table": f"{namespace}.{name}",
+                    "trigger_interval": _trigger(settings, name),
+                },
             )
     return contexts
+
+
+def _trigger(settings: Settings, name: str) -> Any:
+    """A session closes a gap after its last event: its query need not run as often."""
+    return settings.spark.sessions_trigger_interval if name == "user_sessions" else None
 
 
 def _query(ctx: JobContext, events: Any, rng: SourceRange) -> Any:

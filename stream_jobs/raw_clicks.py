@@ -84,7 +84,10 @@ def run(
     """Start the query over ``topic`` (default: the settings' click topic); block until it stops."""
     topic = topic or names.clicks_topic(settings)
     spark = get_spark(settings, name)
-    params = {"contract": contract(topic, settings)}
+    params = {
+        "contract": contract(topic, settings),
+        "trigger_interval": settings.spark.raw_trigger_interval,
+    }
     ctx = JobContext(settings=settings, name=name, spark=spark, params=params)
     run_query(ctx, kafka_source(spark, settings, [topic], rng), process_batch, rng)
     return ctx

@@ -1,20 +1,33 @@
 """Every fixed-window feature set in one streaming aggregation: events decoded and
-de-duplicated once, not once per feature set.
+de-duplicated once, not once per feature set, and each event aggregated once per
+feature set, not once per window it falls in.
 
-Each event is expanded into the windows it falls in, for every member feature set
-(one row per 1-minute window, twelve per 1-hour window sliding every 5 minutes, ...),
-tagged with the feature set, and one ``groupBy(feature_set, key, window)`` computes
-the aggregates of all of them. An aggregate two members define alike (``events``,
-``max_produced_at``) is one column; one that only some members use is computed over
-their rows only (a set of products is not kept for a product's windows).
-:func:`split` gives back a member's windows with exactly the columns of its own
-definition (``Windows.build``), which backfills, verification and the unit tests run.
+Two chained stateful aggregations (Spark 3.4+ runs them in append mode):
+
+1. **Panes.** Each event is tagged with the pane it falls in for every member feature
+   set (the pane is the window itself for tumbling windows, the slide for a 1-hour
+   window sliding every 5 minutes: ``Windows.pane``), and one
+   ``groupBy(feature_set, key, pane)`` computes each aggregate's partial (a count, a
+   sum, a set, a max). An event is one state update per member, where expanding it into
+   its windows made it twelve for the 1-hour set.
+2. **Windows from panes.** A closed pane is expanded into the windows made of it (one for
+   a tumbling window, twelve for the 1-hour set) and a second
+   ``groupBy(feature_set, key, window)`` merges the partials (sums of counts, union of
+   sets, ...). Its input is one row per user and pane, a few hundred per second.
+
+An aggregate two members define alike (``events``, ``max_produced_at``) is one column;
+one that only some members use is computed over their rows only (a set of products is
+not kept for a product's windows). :func:`split` gives back a member's windows with
+exactly the columns of its own definition (``Windows.build``, the one-stage batch plan
+that backfills, verification and the unit tests run; the unit tests check both equal
+the independent oracle).
 
 Event time: the query has one watermark, on ``event_time`` (Spark refuses a second
 one once several stateful operators run). ``window_end`` is marked as an event-time
-column, as Spark marks the window column ``window()`` makes of ``event_time``, so a
-window is emitted, and its state dropped, when the watermark passes its end; an
-event late for it is dropped: what ``window()`` does.
+column at each stage, as Spark marks the window column ``window()`` makes of
+``event_time``, so a pane and then a window is emitted, and its state dropped, when the
+watermark passes its end; an event late for its pane is dropped: what ``window()``
+does. A window's last pane closes with it, so both stages emit it in the same batch.
 """
 
 from __future__ import annotations
@@ -67,28 +80,39 @@ def _spec(name: str) -> Windows:
     return spec
 
 
-def _windows_of(name: str, spec: Windows) -> Any:
-    """The array of (feature set, key, window start, window end, kept) an event falls in."""
+def _pane_of(name: str, spec: Windows) -> Any:
+    """The (feature set, key, pane start, pane end, kept) an event falls in for ``name``."""
     from pyspark.sql import functions as F
 
-    size = spec.size // MICROS
-    slide = (spec.slide or spec.size) // MICROS
-    n = -(-size // slide)  # windows overlapping one instant
+    pane = spec.pane // MICROS
     t = F.unix_micros("event_time")
-    last = t - F.pmod(t, F.lit(slide))
-    starts = F.sequence(last - F.lit((n - 1) * slide), last, F.lit(slide))
-    keep = F.lit(True) if spec.where is None else spec.where()
+    start = t - F.pmod(t, F.lit(pane))
+    return F.struct(
+        F.lit(name).alias(TAG),
+        F.col(spec.key).alias(KEY),
+        F.timestamp_micros(start).alias("window_start"),
+        F.timestamp_micros(start + F.lit(pane)).alias("window_end"),
+        (F.lit(True) if spec.where is None else spec.where()).alias("kept"),
+    )
 
-    def window(start: Any) -> Any:
-        return F.struct(
-            F.lit(name).alias(TAG),
-            F.col(spec.key).alias(KEY),
-            F.timestamp_micros(start).alias("window_start"),
-            F.timestamp_micros(start + F.lit(size)).alias("window_end"),
-            (keep & (start + F.lit(size) > t)).alias("kept"),
-        )
 
-    return F.transform(starts, window)
+def _windows_of_pane(spec: Windows) -> Any:
+    """The array of (window start, window end) of the windows a pane row is part of."""
+    from pyspark.sql import functions as F
+
+    size, pane = spec.size // MICROS, spec.pane // MICROS
+    slide = (spec.slide or spec.size) // MICROS
+    p = F.unix_micros("window_start")
+    # Window starts are multiples of the slide in (pane end - size, pane start].
+    first = p + F.lit(pane - size) + F.pmod(F.lit(size - pane) - p, F.lit(slide))
+    last = p - F.pmod(p, F.lit(slide))
+    starts = F.sequence(first, last, F.lit(slide))
+    return F.transform(
+        starts,
+        lambda s: F.struct(
+            F.timestamp_micros(s).alias("start"), F.timestamp_micros(s + F.lit(size)).alias("end")
+        ),
+    )
 
 
 def build(events: Any, settings: Settings, plan: Plan) -> Any:
@@ -99,22 +123,36 @@ def build(events: Any, settings: Settings, plan: Plan) -> Any:
     if len(keys) > 1:
         raise ValueError(f"members {plan.members} have keys of different types: {keys}")
     delay = settings.features.watermark_delay // timedelta(milliseconds=1)
-    arrays = [_windows_of(name, _spec(name)) for name in plan.members]
-    exploded = (
-        events.select("*", F.explode(F.concat(*arrays)).alias("w"))
-        .where(F.col("w.kept"))
+    as_event_time = {WATERMARK_DELAY: delay}  # how Spark marks the column window() makes
+    tagged = (
+        events.select(
+            "*", F.explode(F.array(*[_pane_of(n, _spec(n)) for n in plan.members])).alias("p")
+        )
+        .where(F.col("p.kept"))
         .select(
             "*",
-            *[F.col(f"w.{c}").alias(c) for c in (TAG, KEY, "window_start")],
-            # Marked as event time, as Spark marks the column window() makes of one.
-            F.col("w.window_end").alias("window_end", metadata={WATERMARK_DELAY: delay}),
+            *[F.col(f"p.{c}").alias(c) for c in (TAG, KEY, "window_start")],
+            F.col("p.window_end").alias("window_end", metadata=as_event_time),
         )
     )
-    aggregates = []
+    partials = []
     for internal, (agg, users) in plan.aggs.items():
         mask = None if users == set(plan.members) else F.col(TAG).isin(*sorted(users))
-        aggregates.append(agg.column(mask).alias(internal))
-    return exploded.groupBy(TAG, KEY, "window_start", "window_end").agg(*aggregates)
+        partials.append(agg.partial(mask).alias(internal))
+    panes = tagged.groupBy(TAG, KEY, "window_start", "window_end").agg(*partials)
+
+    windows = F.lit(None)
+    for name in plan.members:
+        windows = F.when(F.col(TAG) == name, _windows_of_pane(_spec(name))).otherwise(windows)
+    expanded = panes.select(TAG, KEY, *plan.aggs, F.explode(windows).alias("w")).select(
+        TAG,
+        KEY,
+        F.col("w.start").alias("window_start"),
+        F.col("w.end").alias("window_end", metadata=as_event_time),
+        *plan.aggs,
+    )
+    merged = [agg.merge(F.col(c)).alias(c) for c, (agg, _) in plan.aggs.items()]
+    return expanded.groupBy(TAG, KEY, "window_start", "window_end").agg(*merged)
 
 
 def split(windows: Any, plan: Plan, name: str) -> Any:

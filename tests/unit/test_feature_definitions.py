@@ -144,3 +144,69 @@ def test_the_shared_live_plan_gives_each_member_its_own_definitions_windows(spar
             for col, value in columns.items():
                 assert got[key][col] == value, f"{name} {key} {col}: {got[key][col]!r} != {value!r}"
     windows.unpersist()
+
+
+def test_the_shared_plan_streams_every_window_once_when_the_watermark_passes_it(
+    spark: Any, tmp_path: Any
+) -> None:
+    """Live, the panes and then the windows are two chained stateful aggregations in
+    append mode: each window is emitted once, with the oracle's values, once the
+    watermark passes its end, and none before."""
+    from pyspark.sql import functions as F
+
+    from stream_jobs import features as job
+    from stream_jobs import shared_windows
+
+    records = _events(250, seed=31)
+    last = max(r["event_time"] for r in records)
+    flush = [  # another user, much later: moves the watermark past every window above
+        {
+            **records[0],
+            "event_id": f"flush-{i}",
+            "user_id": 999,
+            "product_id": None,
+            "event_time": last + timedelta(hours=3, minutes=i),
+            "produced_at": last,
+        }
+        for i in range(2)
+    ]
+    source = tmp_path / "events"
+    for i, part in enumerate((records, flush[:1], flush[1:])):
+        _frame(spark, part).coalesce(1).write.parquet(str(source / f"part={i}"))
+    schema = _frame(spark, records[:1]).schema
+    members = shared_windows.windowed(sorted(ORACLES))
+    plan = shared_windows.Plan.of(members)
+    stream = (
+        spark.readStream.schema(schema)
+        .option("maxFilesPerTrigger", 1)
+        .option("recursiveFileLookup", "true")
+        .parquet(str(source))
+    )
+    windows = shared_windows.build(job.dedupe(stream, Settings()), Settings(), plan)
+    name = f"shared_{uuid.uuid4().hex[:8]}"
+    query = (
+        windows.writeStream.format("memory")
+        .queryName(name)
+        .outputMode("append")
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination(300)
+    emitted = spark.table(name).cache()
+    assert emitted.where(F.col(shared_windows.KEY) == 999).count() == 0, "still open"
+    counts = emitted.groupBy(shared_windows.TAG, shared_windows.KEY, "window_start").count()
+    assert counts.where("count > 1").count() == 0, "a window emitted twice"
+    for member in members:
+        got = _rows(
+            shared_windows.split(emitted, plan, member).withColumn(
+                "computed_at", F.current_timestamp()
+            ),
+            _keys(member),
+        )
+        want = ORACLES[member](oracle.events_frame(records))
+        assert set(got) == set(want), f"{member}: {sorted(set(got) ^ set(want))[:3]}"
+        for key, columns in want.items():
+            for col, value in columns.items():
+                assert got[key][col] == value, f"{member} {key} {col}"
+    emitted.unpersist()
