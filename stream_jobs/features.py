@@ -12,8 +12,9 @@ definition turns them into its windows.
 
 The fixed-window feature sets (1-minute and 1-hour activity, 5-minute popularity)
 run as one streaming query, ``<instance>-windows``: the topic is read, decoded and
-de-duplicated once and one aggregation computes every window of them
-(``stream_jobs.shared_windows``); session windows run as ``<instance>-user_sessions``.
+de-duplicated once, one aggregation computes every pane of them and a second merges
+panes into windows (``stream_jobs.shared_windows``); session windows run as
+``<instance>-user_sessions``.
 Each query has its own checkpoint, in append output mode: a window is emitted once,
 when the watermark passes its end, and written by ``foreachBatch`` with the (query id,
 batch id) marker of ``runtime.append_once`` so a replayed batch is never written twice.
@@ -423,15 +424,13 @@ def _contexts(
                     **common,
                     "definition": DEFINITIONS[name],
                     "table": f"{namespace}.{name}",
-                    "trigger_interval": _trigger(settings, name),
+                    # A session closes a gap after its last event: no need to run as often.
+                    "trigger_interval": settings.spark.sessions_trigger_interval
+                    if name == "user_sessions"
+                    else None,
                 },
             )
     return contexts
-
-
-def _trigger(settings: Settings, name: str) -> Any:
-    """A session closes a gap after its last event: its query need not run as often."""
-    return settings.spark.sessions_trigger_interval if name == "user_sessions" else None
 
 
 def _query(ctx: JobContext, events: Any, rng: SourceRange) -> Any:

@@ -103,7 +103,7 @@ def _windows_of_pane(spec: Windows) -> Any:
     size, pane = spec.size // MICROS, spec.pane // MICROS
     slide = (spec.slide or spec.size) // MICROS
     p = F.unix_micros("window_start")
-    # Window starts are multiples of the slide in (pane end - size, pane start].
+    # Window starts are the multiples of the slide in [pane end - size, pane start].
     first = p + F.lit(pane - size) + F.pmod(F.lit(size - pane) - p, F.lit(slide))
     last = p - F.pmod(p, F.lit(slide))
     starts = F.sequence(first, last, F.lit(slide))
