@@ -105,17 +105,25 @@ ORACLES = {
 def test_batch_plan_equals_the_independent_oracle(spark: Any, name: str) -> None:
     # Spark hands back naive UTC timestamps with the session in UTC: compare in UTC.
     records = _events(250, seed=11)
-    got = _rows(features.expected(spark, Settings(), name, _frame(spark, records)), _keys(name))
+    _assert_equals_oracle(
+        features.expected(spark, Settings(), name, _frame(spark, records)), name, records
+    )
+
+
+def _keys(name: str) -> tuple[str, str]:
+    return features.DEFINITIONS[name].keys
+
+
+def _assert_equals_oracle(frame: Any, name: str, records: list[dict[str, Any]]) -> None:
+    """``frame`` holds the windows of ``name`` the independent oracle computes from
+    ``records``: the same keys, and every oracle column equal."""
+    got = _rows(frame, _keys(name))
     want = ORACLES[name](oracle.events_frame(records))
     assert len(want) > 20, "the sample must span many windows"
     assert set(got) == set(want), f"{name}: {sorted(set(got) ^ set(want))[:3]}"
     for key, columns in want.items():
         for col, value in columns.items():
             assert got[key][col] == value, f"{name} {key} {col}: {got[key][col]!r} != {value!r}"
-
-
-def _keys(name: str) -> tuple[str, str]:
-    return features.DEFINITIONS[name].keys
 
 
 def test_the_shared_live_plan_gives_each_member_its_own_definitions_windows(spark: Any) -> None:
@@ -137,12 +145,7 @@ def test_the_shared_live_plan_gives_each_member_its_own_definitions_windows(spar
         one = shared_windows.split(windows, plan, name)
         own = features.DEFINITIONS[name].build(events, Settings())
         assert one.columns == own.columns, name
-        got = _rows(one.withColumn("computed_at", F.current_timestamp()), _keys(name))
-        want = ORACLES[name](oracle.events_frame(records))
-        assert len(want) > 20 and set(got) == set(want), name
-        for key, columns in want.items():
-            for col, value in columns.items():
-                assert got[key][col] == value, f"{name} {key} {col}: {got[key][col]!r} != {value!r}"
+        _assert_equals_oracle(one.withColumn("computed_at", F.current_timestamp()), name, records)
     windows.unpersist()
 
 
@@ -198,15 +201,6 @@ def test_the_shared_plan_streams_every_window_once_when_the_watermark_passes_it(
     counts = emitted.groupBy(shared_windows.TAG, shared_windows.KEY, "window_start").count()
     assert counts.where("count > 1").count() == 0, "a window emitted twice"
     for member in members:
-        got = _rows(
-            shared_windows.split(emitted, plan, member).withColumn(
-                "computed_at", F.current_timestamp()
-            ),
-            _keys(member),
-        )
-        want = ORACLES[member](oracle.events_frame(records))
-        assert set(got) == set(want), f"{member}: {sorted(set(got) ^ set(want))[:3]}"
-        for key, columns in want.items():
-            for col, value in columns.items():
-                assert got[key][col] == value, f"{member} {key} {col}"
+        one = shared_windows.split(emitted, plan, member)
+        _assert_equals_oracle(one.withColumn("computed_at", F.current_timestamp()), member, records)
     emitted.unpersist()
