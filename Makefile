@@ -7,10 +7,16 @@ BIN := $(VENV)/bin
 KAPPA := $(BIN)/kappa
 # The venv is rebuilt when the dependency pins change.
 VENV_STAMP := $(VENV)/.kappa-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+# dbt in its own venv (warehouse/requirements.txt says why)
+DBT_VENV := .venv-dbt
+DBT_STAMP := $(DBT_VENV)/.kappa-$(shell cat warehouse/requirements.txt warehouse/constraints.txt | sha256sum | cut -c1-12)
+# Airflow in its own venv too (dags/requirements.txt)
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.kappa-$(shell cat dags/requirements.txt dags/constraints.txt | sha256sum | cut -c1-12)
 
 .PHONY: install system jars demo test test-unit faults bench lint format clean
 
-install: system $(VENV_STAMP) jars
+install: system $(VENV_STAMP) jars $(DBT_STAMP) $(AIRFLOW_STAMP)
 
 system:
 	@bash infra/install-system.sh
@@ -20,6 +26,18 @@ $(VENV_STAMP):
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@rm -f $(VENV)/.kappa-* && touch $@
+
+$(DBT_STAMP):
+	@test -x $(DBT_VENV)/bin/python || $(PYTHON) -m venv $(DBT_VENV)
+	$(DBT_VENV)/bin/pip install -q --upgrade pip
+	$(DBT_VENV)/bin/pip install -q -c warehouse/constraints.txt -r warehouse/requirements.txt
+	@rm -f $(DBT_VENV)/.kappa-* && touch $@
+
+$(AIRFLOW_STAMP):
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install -q -c dags/constraints.txt -r dags/requirements.txt
+	@rm -f $(AIRFLOW_VENV)/.kappa-* && touch $@
 
 jars: $(VENV_STAMP)
 	@$(KAPPA) install

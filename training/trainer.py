@@ -34,9 +34,12 @@ from iceberg.admin import load, tag
 from kappa import checkpoints, durations, names
 from kappa.exceptions import KappaError
 from kappa.settings import PROJECT_ROOT, Settings
+from training import quality
 from training.dataset import FEATURES, LABEL, Dataset, Inputs, build, pin
 
 CHAMPION = "champion"
+COMPARED_WITH = "kappa.compared_with_version"  # the champion version the run was scored against
+BETTER = "kappa.better_than_champion"
 SNAPSHOT_TAG = "kappa.snapshot."
 OFFSETS_TAG = "kappa.kafka_offsets."
 
@@ -187,12 +190,32 @@ def _champion_auc(client: Any, mlflow: Any, name: str, data: Dataset) -> tuple[A
     return version, float(roc_auc_score(val[LABEL], proba))
 
 
-def train(settings: Settings, inputs: Inputs | None = None, tag_snapshots: bool = True) -> Result:
-    """One training round; see the module docstring."""
+def train(
+    settings: Settings,
+    inputs: Inputs | None = None,
+    tag_snapshots: bool = True,
+    snapshots: dict[str, int] | None = None,
+    promote: bool = True,
+) -> Result:
+    """One training round; see the module docstring.
+
+    Args:
+        snapshots: The snapshot ids to read (e.g. those a quality check passed);
+            default: pin the current ones.
+        promote: Move the ``champion`` alias when the model wins; without it the run
+            records the comparison and :func:`promote` decides later.
+
+    Raises:
+        QualityError: The inputs break a rule of the data quality gate.
+    """
     inputs = inputs or Inputs.from_settings(settings)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    snapshots = pin(settings, inputs)
+    snapshots = snapshots or pin(settings, inputs)
+    missing = set(inputs.all()) - set(snapshots)
+    if missing:
+        raise TrainingError(f"no snapshot given for {', '.join(sorted(missing))}")
+    quality.gate(settings, inputs, snapshots)
     data = build(settings, inputs, snapshots)
     timings["dataset"] = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -200,7 +223,7 @@ def train(settings: Settings, inputs: Inputs | None = None, tag_snapshots: bool 
     metrics = evaluate(model, data)
     timings["fit"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    run_id, version, wins = _log_run(settings, inputs, data, model, metrics)
+    run_id, version, wins = _log_run(settings, inputs, data, model, metrics, promote=promote)
     timings["mlflow"] = time.perf_counter() - t2
     if tag_snapshots:
         for ident, snapshot_id in snapshots.items():
@@ -217,11 +240,18 @@ def train(settings: Settings, inputs: Inputs | None = None, tag_snapshots: bool 
 
 
 def _log_run(
-    settings: Settings, inputs: Inputs, data: Dataset, model: Any, metrics: dict[str, float]
+    settings: Settings,
+    inputs: Inputs,
+    data: Dataset,
+    model: Any,
+    metrics: dict[str, float],
+    *,
+    promote: bool = True,
 ) -> tuple[str, str | None, bool]:
-    """Log the round to MLflow and register its model; (run id, model version, champion).
+    """Log the round to MLflow and register its model; (run id, model version, wins).
 
-    ``metrics`` gains the champion's score on this validation set when there is one.
+    ``metrics`` gains the champion's score on this validation set when there is one;
+    the run's tags record which champion version it was compared with.
     """
     from mlflow.tracking import MlflowClient
 
@@ -244,9 +274,11 @@ def _log_run(
             # logged and returned alike: the result shows every metric the run holds
             metrics["champion_roc_auc_same_validation"] = current[1]
             mlflow.log_metric("champion_roc_auc_same_validation", current[1])
-        if wins and version is not None:
+        mlflow.set_tag(COMPARED_WITH, str(current[0].version) if current is not None else "none")
+        mlflow.set_tag(BETTER, str(wins).lower())
+        if promote and wins and version is not None:
             client.set_registered_model_alias(name, CHAMPION, version)
-        mlflow.set_tag("kappa.champion", str(wins).lower())
+        mlflow.set_tag("kappa.champion", str(promote and wins).lower())
         return str(run.info.run_id), version, wins
 
 
@@ -314,18 +346,35 @@ def last_snapshots(settings: Settings) -> tuple[str, dict[str, int]] | None:
     }
 
 
-def round_or_skip(settings: Settings, inputs: Inputs | None = None) -> dict[str, Any]:
-    """Train unless no input table has a new snapshot since the newest run."""
+def pending(settings: Settings, inputs: Inputs | None = None) -> dict[str, Any]:
+    """Would a round train? ``{"skipped", "reason", "snapshots"}`` for the current snapshots:
+    skipped when no input table has a new snapshot since the newest run."""
     inputs = inputs or Inputs.from_settings(settings)
     previous = last_snapshots(settings)
     current = pin(settings, inputs)
-    if previous is not None and previous[1] == current:
+    if previous is None:
+        return {"skipped": False, "reason": "no run yet", "snapshots": current}
+    if previous[1] == current:
         return {
             "skipped": True,
             "reason": f"no input table has a new snapshot since run {previous[0]}",
             "snapshots": current,
         }
-    return {"skipped": False, **train(settings, inputs).as_dict()}
+    newer = sorted(k for k, v in current.items() if previous[1].get(k) != v)
+    return {
+        "skipped": False,
+        "reason": f"new snapshots of {', '.join(newer)} since run {previous[0]}",
+        "snapshots": current,
+    }
+
+
+def round_or_skip(settings: Settings, inputs: Inputs | None = None) -> dict[str, Any]:
+    """Train unless no input table has a new snapshot since the newest run."""
+    inputs = inputs or Inputs.from_settings(settings)
+    state = pending(settings, inputs)
+    if state["skipped"]:
+        return state
+    return {"skipped": False, **train(settings, inputs, snapshots=state["snapshots"]).as_dict()}
 
 
 def reproduce(settings: Settings, run_id: str) -> dict[str, Any]:

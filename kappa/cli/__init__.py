@@ -30,6 +30,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("kappa.cli.demo", "demo"),
     "report": ("kappa.cli.report", "report"),
     "mlflow": ("kappa.cli.train", "mlflow"),
+    "warehouse": ("kappa.cli.warehouse", "warehouse"),
+    "quality": ("kappa.cli.quality", "quality"),
+    "airflow": ("kappa.cli.airflow", "airflow"),
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from kappa.cli._output import Output, output_option
+from kappa.cli.quality import snapshots_option
 from kappa.settings import get_settings
 
 
@@ -31,17 +32,39 @@ def _period(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     help="Train periodically (e.g. 15m); skip unchanged rounds.",
 )
 @click.option("--reproduce", "run_id", default=None, help="Rebuild and retrain a logged run.")
+@snapshots_option
+@click.option(
+    "--no-promote",
+    is_flag=True,
+    help="Register the model but leave the champion alias (`kappa mlflow promote` decides).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Only say whether a round would train now (new snapshots since the last run).",
+)
 @output_option
-def train(every: timedelta | None, run_id: str | None, out: Output) -> None:
+def train(
+    *,
+    every: timedelta | None,
+    run_id: str | None,
+    snapshots: dict[str, int] | None,
+    no_promote: bool,
+    dry_run: bool,
+    out: Output,
+) -> None:
     """Train the purchase-propensity model on pinned Iceberg snapshots; log it to MLflow.
 
-    With --reproduce, exits 1 when the rebuilt dataset or metrics differ.
+    The round first passes the data quality gate (`kappa quality check`). With
+    --reproduce, exits 1 when the rebuilt dataset or metrics differ.
     """
     from kappa.ops import checks
     from kappa.ops import training as ops_training
 
     if every is not None and run_id is not None:
         raise click.UsageError("give --every or --reproduce, not both")
+    if (snapshots or no_promote or dry_run) and (every is not None or run_id is not None):
+        raise click.UsageError("--snapshots, --no-promote and --dry-run are for one round")
     settings = get_settings()
     checks.require(settings, "catalog", "tracking")
     if run_id:
@@ -50,10 +73,19 @@ def train(every: timedelta | None, run_id: str | None, out: Output) -> None:
         if not (report["identical_digest"] and report["identical_metrics"]):
             raise SystemExit(1)
         return
+    if dry_run:
+        from training import trainer
+
+        out.show(
+            trainer.pending(settings),
+            lambda r: click.echo(f"{'skip' if r['skipped'] else 'train'}: {r['reason']}"),
+        )
+        return
     if every is None:
         from training import trainer
 
-        out.show(trainer.train(settings).as_dict(), _print_round)
+        one = trainer.train(settings, snapshots=snapshots, promote=not no_promote)
+        out.show(one.as_dict(), _print_round)
         return
     for result in ops_training.rounds(settings, every):
         out.show(result, _print_round)
@@ -101,4 +133,20 @@ def ui(out: Output) -> None:
     out.show(
         {"url": svc.endpoint},
         lambda d: click.echo(f"MLflow UI: {d['url']}  (tracking store: the `mlflow` database)"),
+    )
+
+
+@mlflow.command()
+@click.argument("run_id")
+@output_option
+def promote(run_id: str, out: Output) -> None:
+    """Make RUN_ID's model the champion if it beat the current one on the same validation set."""
+    from kappa.ops import checks
+    from kappa.ops import training as ops_training
+
+    settings = get_settings()
+    checks.require(settings, "tracking")
+    out.show(
+        ops_training.promote(settings, run_id),
+        lambda r: click.echo(f"{'promoted' if r['promoted'] else 'not promoted'}: {r['reason']}"),
     )

@@ -193,6 +193,10 @@ class TrainingSettings(BaseSettings):
     labels_table: str = Field(
         default="cdc.orders_changelog", description="Orders changelog the labels come from."
     )
+    max_input_age: Duration = Field(
+        default=timedelta(hours=6),
+        description="Quality gate: a round refuses input snapshots older than this.",
+    )
     experiment: str = "purchase-propensity"
     model_name: str = Field(default="purchase-propensity", description="Registered model name.")
     tracking_uri: str | None = Field(

@@ -75,6 +75,7 @@ class PostgresSettings(BaseSettings):
     catalog_db: str = "lakehouse"
     registry_db: str = "registry"
     mlflow_db: str = "mlflow"
+    airflow_db: str = Field(default="airflow", description="Airflow's metadata database.")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
         Field(default=None, description="libpq/JDBC sslmode for an external server.")
     )
@@ -87,7 +88,7 @@ class PostgresSettings(BaseSettings):
 
     @property
     def databases(self) -> tuple[str, ...]:
-        return (self.shop_db, self.catalog_db, self.registry_db, self.mlflow_db)
+        return (self.shop_db, self.catalog_db, self.registry_db, self.mlflow_db, self.airflow_db)
 
     def dsn(self, database: str) -> str:
         """libpq key/value connection string for ``database`` (values quoted where needed)."""
