@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-from kappa_common import DEFAULT_ARGS, kappa, log
+from kappa_common import DEFAULT_ARGS, fail, kappa, log
 
 
 @dag(
@@ -44,7 +44,11 @@ def kappa_backfill() -> None:
         """Replay the range into staging tables (the live tables are untouched)."""
         p = params or {}
         if p.get("backfill_id"):
-            log.info("using existing backfill %s", p["backfill_id"])
+            known = {str(b["id"]): b for b in kappa("backfill", "list")["backfills"]}
+            record = known.get(str(p["backfill_id"]))
+            if record is None:
+                fail(f"no backfill {p['backfill_id']!r}; known: {', '.join(known) or 'none'}")
+            log.info("using existing backfill %s", json.dumps(record, default=str)[:2000])
             return str(p["backfill_id"])
         args = ["backfill", "start", p["job"], "--from", p["from"], "--to", p["to"]]
         if p.get("only"):

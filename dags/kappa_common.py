@@ -14,7 +14,7 @@ import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -66,7 +66,7 @@ def _json(stdout: str) -> Any:
         return json.loads(text[start:])
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """End the task as failed without retries: a verdict on the data, not a blip."""
     raise AirflowFailException(message)
 

@@ -51,32 +51,25 @@ def _min(role: str, column: str, low: float) -> Rule:
     return Rule(role, f"min {column}", f"coalesce(min({column}), {low})", low=low)
 
 
+def _never(role: str, condition: str, what: str) -> Rule:
+    return Rule(role, f"share of {what}", f"coalesce(avg(({condition})::int), 0)", high=0.0)
+
+
 RULES: tuple[Rule, ...] = (
     _rows("activity", 100),
-    _null_share("activity", "user_id"),
-    _null_share("activity", "window_end"),
-    _null_share("activity", "events"),
-    _null_share("activity", "segment", at_most=0.05),
+    _null_share("activity", "segment", at_most=0.1),
     _min("activity", "events", 1),
     _min("activity", "cart_value", 0),
     _min("activity", "distinct_products", 0),
-    Rule(
-        "activity",
-        "share of windows with more checkouts than events",
-        "coalesce(avg((checkouts > events)::int), 0)",
-        high=0.0,
-    ),
-    _null_share("sessions", "user_id"),
+    _never("activity", "checkouts > events", "more checkouts than events"),
+    _never("activity", "window_end <= window_start", "empty windows"),
     _min("sessions", "events", 1),
+    _never("sessions", "session_end <= session_start", "empty sessions"),
     _rows("orders", 10),
     _null_share("orders", "customer_id"),
     _null_share("orders", "created_at"),
-    Rule(
-        "orders",
-        "share of unknown ops",
-        "coalesce(avg((op not in ('c', 'r', 'u', 'd'))::int), 0)",
-        high=0.0,
-    ),
+    _min("orders", "total", 0),
+    _never("orders", "op not in ('c', 'r', 'u', 'd')", "unknown change ops"),
 )
 
 

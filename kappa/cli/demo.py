@@ -90,5 +90,10 @@ Query {facts["snippet_table"]} at the snapshot above
   DuckDB:     {facts["snippets"]["duckdb"]}
 Replay:   {cmd["replay"]}
 Retrain:  {cmd["retrain"]}
+Warehouse (dbt star schema over the lake, into {facts["warehouse_db"]}):
+  {cmd["warehouse"]}
+Airflow DAGs (dags/) on this data: {cmd["airflow_training"]}
+                                   {cmd["airflow_maintenance"]}
+  scheduler and UI on 127.0.0.1:8080: {cmd["airflow_ui"]}
 Stop:     {cmd["stop"]}
 The stack and the three streaming jobs keep running.""")

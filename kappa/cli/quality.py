@@ -58,7 +58,7 @@ def check(snapshots: dict[str, int] | None, out: Output) -> None:
     broken = [o for o in outcomes if not o.passed]
     out.show({"passed": not broken, "snapshots": pinned, "checks": gate.report(outcomes)}, _print)
     if broken:
-        raise click.ClickException(
+        raise gate.QualityError(
             f"{len(broken)} of {len(outcomes)} quality checks failed: "
             + "; ".join(o.describe() for o in broken)
         )

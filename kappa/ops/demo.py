@@ -234,12 +234,17 @@ def summarize(
         "mlflow_ui": settings.mlflow.ui_url,
         "report": page.resolve().as_uri(),
         "snippet_table": SNIPPET_TABLE,
+        "warehouse_db": str(settings.stack.state_dir / "warehouse.duckdb"),
         "snippets": snippets(SNIPPET_TABLE, pinned),
         "commands": {
             "status": ".venv/bin/kappa status",
             "replay": ".venv/bin/kappa backfill start features --from earliest",
             "retrain": ".venv/bin/kappa train --output json",
             "report": ".venv/bin/kappa report",
+            "warehouse": ".venv/bin/kappa warehouse build",
+            "airflow_training": ".venv/bin/kappa airflow run dags test kappa_training",
+            "airflow_maintenance": ".venv/bin/kappa airflow run dags test kappa_maintenance",
+            "airflow_ui": ".venv/bin/kappa airflow up",
             "stop": f"for j in {' '.join(names.JOBS)}; do .venv/bin/kappa stream stop $j; "
             "done; .venv/bin/kappa down",
         },

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,16 +94,22 @@ def environment(settings: Settings, pins: dict[str, int]) -> dict[str, str]:
     }
 
 
-def dbt(settings: Settings, args: list[str], pins: dict[str, int] | None = None) -> int:
+def dbt(
+    settings: Settings, args: list[str], pins: dict[str, int] | None = None, to_stderr: bool = False
+) -> int:
     """Run ``dbt ARGS`` on the project with kappa's environment; its exit code.
 
-    dbt's own output goes to the terminal as it comes.
+    dbt's own output goes to the terminal as it comes (to stderr with ``to_stderr``, so
+    that a command's stdout stays its one JSON document).
     """
     if not DBT_BIN.exists():
         raise WarehouseError(f"dbt is not installed ({DBT_BIN} is missing): run `make install`")
     env = environment(settings, pin(settings) if pins is None else pins)
     return subprocess.call(
-        [str(DBT_BIN), *args, "--project-dir", str(PROJECT_DIR)], env=env, cwd=PROJECT_DIR
+        [str(DBT_BIN), *args, "--project-dir", str(PROJECT_DIR)],
+        env=env,
+        cwd=PROJECT_DIR,
+        stdout=sys.stderr if to_stderr else None,
     )
 
 
@@ -118,14 +125,14 @@ def build(settings: Settings, docs: bool = False) -> dict[str, Any]:
     """
     pins = pin(settings)
     paths = Paths.of(settings)
-    code = dbt(settings, ["build"], pins)
+    code = dbt(settings, ["build"], pins, to_stderr=True)
     results = _results(paths.target / "run_results.json")
     failed = [r for r in results if r["status"] in ("error", "fail")]
     if code != 0 or failed:
         names = ", ".join(r["unique_id"] for r in failed) or f"dbt exited {code}"
         raise WarehouseError(f"dbt build failed: {names} (log: {paths.logs / 'dbt.log'})")
     summary = _count(results)
-    fresh = dbt(settings, ["source", "freshness"], pins)
+    fresh = dbt(settings, ["source", "freshness"], pins, to_stderr=True)
     freshness = _count(_results(paths.target / "sources.json"))
     if fresh != 0:
         raise WarehouseError(
@@ -133,7 +140,7 @@ def build(settings: Settings, docs: bool = False) -> dict[str, Any]:
             "are the streaming jobs running?"
         )
     if docs:
-        dbt(settings, ["docs", "generate"], pins)
+        dbt(settings, ["docs", "generate"], pins, to_stderr=True)
     (paths.target / "kappa_pins.json").write_text(json.dumps(pins, indent=2))
     return {
         "duckdb": str(paths.duckdb),

@@ -8,8 +8,12 @@ starts it fresh and stops it at the end.
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +21,15 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from iceberg.admin import create_all
 from infra import stack as local_stack
+from kappa import topics
 from kappa.catalog import load_catalog
-from kappa.settings import Settings, get_settings
+from kappa.names import JOBS
+from kappa.settings import PROJECT_ROOT, Settings, get_settings
+from stream_jobs import launcher
+
+KAPPA = str(Path(sys.executable).parent / "kappa")
+DEMO_TIMEOUT_S = 1800  # beside a user's running demo on 2 cores it took over 15 minutes
+DEMO_MODULES = ("test_demo.py", "test_orchestration.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,10 +38,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
     # The fault tests restart services: after the others, so a fault that outlives its
     # test cannot fail an unrelated one. The demo runs the default jobs on the default
-    # topics and tables: last, alone.
+    # topics and tables: last, alone, followed by the tests that use what it made.
     items.sort(
         key=lambda item: (
-            item.fspath.basename == "test_demo.py",
+            item.fspath.basename in DEMO_MODULES,
             item.get_closest_marker("faults") is not None,
         )
     )
@@ -146,3 +157,35 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for row in FAULT_ROWS:
         cells = [str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)]
         terminalreporter.write_line("  ".join(cells))
+
+
+@pytest.fixture(scope="session")
+def demo(lake: Settings) -> Iterator[dict[str, Any]]:
+    """``kappa demo`` with its defaults, as ``make demo`` runs it; its summary and output.
+
+    Session-scoped: the demo's tests and the orchestration tests (which run on the data
+    it made) share one run. The jobs it started stop at the end of the session.
+    """
+    running = {j for j in JOBS if launcher.pid(lake, j) is not None}
+    before = topics.records(lake, lake.topics.clicks)
+    try:
+        proc = subprocess.run(
+            [KAPPA, "demo"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=DEMO_TIMEOUT_S,
+            cwd=PROJECT_ROOT,
+        )
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+        facts = json.loads((lake.stack.state_dir / "demo" / "summary.json").read_text())
+        yield {
+            "facts": facts,
+            "stdout": proc.stdout,
+            "stderr": proc.stderr,
+            "produced": topics.records(lake, lake.topics.clicks) - before,
+        }
+    finally:
+        for job in JOBS:
+            if job not in running:
+                launcher.stop(lake, job)

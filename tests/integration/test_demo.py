@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,45 +17,13 @@ from typing import Any
 import pytest
 import requests
 
-from kappa import topics
 from kappa.catalog import load_catalog
-from kappa.names import JOBS
 from kappa.settings import PROJECT_ROOT, Settings
-from stream_jobs import launcher
+from tests.integration.conftest import DEMO_TIMEOUT_S, KAPPA
 
-KAPPA = str(Path(sys.executable).parent / "kappa")
-DEMO_TIMEOUT_S = 1800  # beside a user's running demo on 2 cores it took over 15 minutes
-
-# The module fixture runs the whole demo: pytest-timeout (900 s per test, setup included)
-# must not end it before the subprocess's own timeout does.
+# The demo fixture (conftest) runs the whole demo: pytest-timeout (900 s per test, setup
+# included) must not end it before the subprocess's own timeout does.
 pytestmark = pytest.mark.timeout(DEMO_TIMEOUT_S + 120)
-
-
-@pytest.fixture(scope="module")
-def demo(lake: Settings) -> Iterator[dict[str, Any]]:
-    running = {j for j in JOBS if launcher.pid(lake, j) is not None}
-    before = topics.records(lake, lake.topics.clicks)
-    try:
-        proc = subprocess.run(
-            [KAPPA, "demo"],  # the defaults, as `make demo` runs it
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=DEMO_TIMEOUT_S,
-            cwd=PROJECT_ROOT,
-        )
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-        facts = json.loads((lake.stack.state_dir / "demo" / "summary.json").read_text())
-        yield {
-            "facts": facts,
-            "stdout": proc.stdout,
-            "stderr": proc.stderr,
-            "produced": topics.records(lake, lake.topics.clicks) - before,
-        }
-    finally:
-        for job in JOBS:
-            if job not in running:
-                launcher.stop(lake, job)
 
 
 def test_summary_counts_are_what_kafka_and_the_lake_hold(demo: dict[str, Any], lake: Settings):

@@ -1,5 +1,6 @@
--- One row per order (its current state), joined to the customer version that was valid
--- when the order was placed (point in time, not the customer's current profile).
+-- One row per order (its current state), joined to the customer version that was current
+-- when the order was committed (point in time, not the customer's current profile). An
+-- order older than its customer's first captured version (a snapshot read) gets that.
 with orders as (
     select * from {{ ref('stg_orders') }}
 ),
@@ -27,5 +28,5 @@ select
     o.total as revenue
 from orders as o
 asof left join versions as v
-    on o.customer_id = v.customer_id and o.created_at >= v.valid_from
+    on o.customer_id = v.customer_id and o.created_committed_at >= v.valid_from
 left join first_versions as f on o.customer_id = f.customer_id

@@ -1,5 +1,7 @@
 -- One row per shopping session (the simulator's session_id on every click), with its
--- funnel: page views, searches, cart adds, checkout.
+-- funnel: page views, searches, cart adds, checkout. The customer version is the one
+-- current at the session's start (clicks carry event time; on live traffic that is the
+-- clock CDC commits run on), else the customer's first captured version.
 with sessions as (
     select
         session_id,
@@ -23,7 +25,7 @@ with sessions as (
 select
     s.session_id,
     s.user_id as customer_id,
-    v.customer_sk,
+    coalesce(v.customer_sk, f.customer_sk) as customer_sk,
     (year(s.started_at) * 10000 + month(s.started_at) * 100 + day(s.started_at))::integer
         as session_date_key,
     s.started_at,
@@ -41,3 +43,4 @@ select
 from sessions as s
 asof left join {{ ref('dim_customers') }} as v
     on s.user_id = v.customer_id and s.started_at >= v.valid_from
+left join {{ ref('dim_customers') }} as f on s.user_id = f.customer_id and f.version = 1

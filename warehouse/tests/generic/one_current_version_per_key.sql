@@ -1,5 +1,6 @@
-{#- An SCD2 table has exactly one current version per key, and its versions do not
-    overlap: each version ends before or where the next one starts. -#}
+{#- An SCD2 table has at most one current version per key (none once deleted), every
+    version ends after it starts, and versions do not overlap: each ends before or where
+    the next one starts. -#}
 {% test one_current_version_per_key(model, key) %}
 with versions as (
     select
@@ -14,6 +15,7 @@ select k
 from versions
 group by k
 having count(*) filter (where is_current) > 1
+    or count(*) filter (where valid_to < valid_from) > 0
     or count(*) filter (where valid_to is not null and next_from is not null
                         and valid_to > next_from) > 0
 {% endtest %}
