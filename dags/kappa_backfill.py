@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, task
-from kappa_common import DEFAULT_ARGS, fail, kappa, log
+from kappa_common import DEFAULT_ARGS, alert, fail, kappa, log
 
 
 @dag(
@@ -25,6 +25,7 @@ from kappa_common import DEFAULT_ARGS, fail, kappa, log
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    on_failure_callback=alert,
     dagrun_timeout=timedelta(hours=6),
     params={
         "job": Param("features", enum=["features"], description="The job whose input is replayed."),

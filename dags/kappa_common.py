@@ -75,11 +75,12 @@ def alert(context: Any) -> None:
     """Failure alert: an ERROR line, a JSON line in ``$AIRFLOW_HOME/alerts.jsonl``, and a
     POST to ``KAPPA_ALERT_WEBHOOK`` when set (Slack/Teams-style incoming webhook)."""
     ti = context.get("task_instance") or context.get("ti")
+    run = context.get("dag_run")  # a run's failure (e.g. its dagrun_timeout) has no task
     record = {
         "at": datetime.now(UTC).isoformat(),
-        "dag": getattr(ti, "dag_id", None),
+        "dag": getattr(ti, "dag_id", None) or getattr(run, "dag_id", None),
         "task": getattr(ti, "task_id", None),
-        "run_id": getattr(ti, "run_id", None),
+        "run_id": getattr(ti, "run_id", None) or getattr(run, "run_id", None),
         "try": getattr(ti, "try_number", None),
         "error": str(context.get("exception") or context.get("reason") or "")[:2000],
     }

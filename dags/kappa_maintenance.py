@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
-from kappa_common import DEFAULT_ARGS, kappa, log
+from kappa_common import DEFAULT_ARGS, alert, kappa, log
 
 
 @dag(
@@ -26,6 +26,7 @@ from kappa_common import DEFAULT_ARGS, kappa, log
     max_active_runs=1,
     max_active_tasks=1,
     default_args=DEFAULT_ARGS,
+    on_failure_callback=alert,
     dagrun_timeout=timedelta(hours=4),
     params={
         "namespaces": Param(
