@@ -146,7 +146,7 @@ def _inject(
     pg = settings.postgres
     with psycopg2.connect(pg.dsn(pg.shop_db)) as conn, conn.cursor() as cur:
         cur.execute(
-            "UPDATE customers SET segment = 'after-restart', updated_at = now()"
+            "UPDATE customers SET segment = 'vip', updated_at = now()"
             " WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY 1 LIMIT 7)"
         )
     conn.close()
