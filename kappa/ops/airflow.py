@@ -49,6 +49,8 @@ def environment(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home(settings) / "logs"),
         "KAPPA_BIN": str(KAPPA_BIN),
+        # `airflow standalone` starts its components as `airflow …` found on the PATH
+        "PATH": f"{AIRFLOW_BIN.parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
