@@ -7,15 +7,7 @@ from typing import Any
 import click
 
 from kappa.cli._output import Output, output_option
-from kappa.settings import Settings, get_settings
-
-
-def _lake() -> Settings:
-    from kappa.ops import checks
-
-    settings = get_settings()
-    checks.require(settings, "catalog")
-    return settings
+from kappa.cli.tables import _lake  # the settings, once the catalog's database answers
 
 
 @click.group()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kappa import names
+from kappa.ops import warehouse
 from kappa.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ def summarize(
         "mlflow_ui": settings.mlflow.ui_url,
         "report": page.resolve().as_uri(),
         "snippet_table": SNIPPET_TABLE,
-        "warehouse_db": str(settings.stack.state_dir / "warehouse.duckdb"),
+        "warehouse_db": str(warehouse.Paths.of(settings).duckdb),
         "snippets": snippets(SNIPPET_TABLE, pinned),
         "commands": {
             "status": ".venv/bin/kappa status",
