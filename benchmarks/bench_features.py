@@ -41,6 +41,7 @@ from kappa.spark import get_spark
 from producers.run import RunOptions, SimulationConfig, produce, simulate
 from schemas.contracts import CLICK_EVENT, value_subject
 from stream_jobs import avro, features, launcher
+from stream_jobs.launcher import lake_tables
 from stream_jobs.runtime import SourceRange
 
 FEATURE = "user_activity_1m"
@@ -65,7 +66,7 @@ def _filled_topic(settings: Settings, n: int) -> tuple[str, float | None]:
 def bench_topic(settings: Settings, env: str, default: int) -> tuple[str, int, float | None]:
     """The pre-filled topic of ``$env`` (default ``default``) events: its name, its records
     and the seconds its fill took (None when an earlier run's topic was reused)."""
-    create_all(settings)
+    create_all(settings, lake_tables(settings))
     topic, fill_s = _filled_topic(settings, int(os.environ.get(env, str(default))))
     return topic, topics.records(settings, topic), fill_s
 

@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from iceberg.admin import create_table
-from iceberg.tables import feature_table
 from kappa.catalog import load_catalog
 from kappa.settings import Settings, get_settings
+from stream_jobs.feature_sets import feature_table
 
 NAMESPACE = "bench_training"
 

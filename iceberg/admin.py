@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from iceberg.tables import TableDef, defined_tables, to_pyiceberg
+from iceberg.tables import TableDef, all_tables, to_pyiceberg
 from kappa.catalog import load_catalog
 from kappa.exceptions import KappaError
 from kappa.names import LAKE_NAMESPACES
@@ -38,14 +38,15 @@ def create_table(catalog: Any, table: TableDef) -> bool:
 
 
 def create_all(settings: Settings, tables: list[TableDef] | None = None) -> list[str]:
-    """Create every namespace and defined table that is missing; return those created."""
+    """Create every namespace, and each of ``tables`` (default: the raw, cdc and quarantine
+    tables) that is missing; return those created."""
     from pyiceberg.exceptions import NamespaceAlreadyExistsError
 
     catalog = load_catalog(settings)
     for ns in LAKE_NAMESPACES:
         with contextlib.suppress(NamespaceAlreadyExistsError):
             catalog.create_namespace(ns)
-    return [t.ident for t in (tables or defined_tables()) if create_table(catalog, t)]
+    return [t.ident for t in (tables or all_tables()) if create_table(catalog, t)]
 
 
 def load(settings: Settings, name: str) -> Any:

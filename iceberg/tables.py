@@ -3,7 +3,7 @@
 Namespaces (named in ``kappa.names``):
   ``raw``        the click stream archived as it arrived, with Kafka coordinates
   ``cdc``        current-state mirrors of the OLTP tables and their append-only changelogs
-  ``features``   windowed features (defined by stream_jobs/)
+  ``features``   windowed features (tables derived from ``stream_jobs.feature_sets``)
   ``quarantine`` records that could not be decoded or broke their contract
 
 Properties chosen for every table (see ``BASE_PROPERTIES``): format v2 (row-level
@@ -15,12 +15,11 @@ accumulate metadata files without bound.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kappa import names
-from kappa.names import CDC, FEATURES, QUARANTINE, RAW
+from kappa.names import CDC, QUARANTINE, RAW
 
 BASE_PROPERTIES: dict[str, str] = {
     "format-version": "2",
@@ -204,113 +203,13 @@ def cdc_changelog(source: str) -> TableDef:
     )
 
 
-_ACTIVITY = (
-    Column("events", "long", True, "distinct events (by event_id) in the window"),
-    Column("page_views", "long", True),
-    Column("searches", "long", True),
-    Column("cart_adds", "long", True),
-    Column("cart_removes", "long", True),
-    Column("checkouts", "long", True),
-    Column("distinct_products", "int", True, "distinct non-null product_id"),
-    Column("cart_value", "decimal(18,2)", True, "sum of price * quantity over add_to_cart"),
-)
-_FRESHNESS = (
-    Column("max_produced_at", "timestamptz", True, "newest produced_at among the window's events"),
-    Column("computed_at", "timestamptz", True, "when the window was written (micro-batch time)"),
-)
-_WINDOW = (
-    Column("window_start", "timestamptz", True, "inclusive"),
-    Column("window_end", "timestamptz", True, "exclusive"),
-)
-
-# feature set -> (columns: entity key, window, features, freshness; doc)
-FEATURE_SETS: dict[str, tuple[tuple[Column, ...], str]] = {
-    "user_activity_1m": (
-        (
-            Column("user_id", "long", True),
-            *_WINDOW,
-            *_ACTIVITY,
-            Column("segment", "string", doc="cdc.customers.segment when the window was written"),
-            Column("country", "string", doc="cdc.customers.country when the window was written"),
-            *_FRESHNESS,
-        ),
-        "Per user, tumbling 1-minute event-time windows.",
-    ),
-    "user_activity_1h": (
-        (Column("user_id", "long", True), *_WINDOW, *_ACTIVITY, *_FRESHNESS),
-        "Per user, sliding 1-hour event-time windows every 5 minutes.",
-    ),
-    "user_sessions": (
-        (
-            Column("user_id", "long", True),
-            Column("session_start", "timestamptz", True, "first event of the session"),
-            Column("session_end", "timestamptz", True, "last event + session gap (exclusive)"),
-            Column("last_event_at", "timestamptz", True),
-            Column("events", "long", True),
-            Column("distinct_products", "int", True),
-            Column("cart_value", "decimal(18,2)", True),
-            Column("converted", "boolean", True, "a checkout happened in the session"),
-            *_FRESHNESS,
-        ),
-        "Per user, session windows closed by an inactivity gap (default 30 minutes).",
-    ),
-    "product_popularity_5m": (
-        (
-            Column("product_id", "long", True),
-            *_WINDOW,
-            Column("events", "long", True, "distinct events naming the product"),
-            Column("page_views", "long", True),
-            Column("cart_adds", "long", True),
-            Column("checkouts", "long", True),
-            Column("distinct_users", "int", True),
-            *_FRESHNESS,
-        ),
-        "Per product, tumbling 5-minute event-time windows.",
-    ),
-}
-
-
-def feature_table(name: str, namespace: str = FEATURES) -> TableDef:
-    """``<namespace>.<name>``: one feature set's windows, appended once each when final.
-
-    Partitioned by the day of the window start, so a backfill or a training read of
-    a time range prunes whole days; keyed by (entity, window start).
-    """
-    columns, doc = FEATURE_SETS[name]
-    start = columns[1].name
-    return TableDef(
-        namespace,
-        name,
-        columns,
-        partition_by=((start, "day"),),
-        identifier=(columns[0].name, start),
-        # A published backfill MERGEs windows the live job has finalised while the job
-        # keeps appending newer ones: the two never touch the same rows, so snapshot
-        # isolation is safe and spares the MERGE a spurious conflict with those appends.
-        properties={**BASE_PROPERTIES, "write.merge.isolation-level": "snapshot"},
-        doc=doc,
-    )
-
-
 def all_tables() -> list[TableDef]:
-    """Every table kappa creates up front."""
+    """The tables of the raw, cdc and quarantine namespaces (the feature tables are
+    derived from their definitions: ``stream_jobs.feature_sets``)."""
     tables = [RAW_CLICKS, QUARANTINE_CLICKS, QUARANTINE_CDC]
     for source in CDC_SOURCES:
         tables += [cdc_mirror(source), cdc_changelog(source)]
-    tables += [feature_table(name) for name in FEATURE_SETS]
     return tables
-
-
-_REGISTRY: dict[str, Callable[[], list[TableDef]]] = {"core": all_tables}
-
-
-def register_tables(group: str, factory: Callable[[], list[TableDef]]) -> None:
-    """Let another stage (e.g. feature definitions) add its tables to ``kappa tables create``."""
-    _REGISTRY[group] = factory
-
-
-def defined_tables() -> list[TableDef]:
-    return [t for factory in _REGISTRY.values() for t in factory()]
 
 
 def to_pyiceberg(table: TableDef) -> tuple[Any, Any]:

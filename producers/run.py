@@ -27,6 +27,10 @@ from schemas.contracts import CLICK_EVENT, Contract, value_subject
 
 _MAX_BATCH = 2000
 _OLTP_EVERY_S = 0.5
+# Shop changes are committed before any click more than this much later in event time is
+# sent, however fast the run: a window's enrichment, looked up as of its end once the
+# watermark passed it (minutes later in event time), then finds every change before it.
+_OLTP_LEAD_MS = 10_000
 _FLUSH_TIMEOUT_S = 60.0
 _CATCH_UP_S = 30.0
 
@@ -176,7 +180,7 @@ def _loop(
         # (registry, population) are caught up at once instead of lagging every event.
         t0 -= behind_s
     summary.wall_s = 0.0
-    last_oltp = t0
+    last_oltp, oltp_at = t0, start_ms
     count = options.count if options.count is not None else float("inf")
     batch = _MAX_BATCH if not options.rate else max(1, min(_MAX_BATCH, int(options.rate / 50)))
     while sink.sent < count:
@@ -192,11 +196,13 @@ def _loop(
             raise ContractViolationError(
                 f"{exc}; the batch holding it was not sent (fix the record or the schema)"
             ) from exc
-        sink.send(deliveries)
         now = time.monotonic()
-        if writer is not None and now - last_oltp >= _OLTP_EVERY_S:
+        if writer is not None and (
+            now - last_oltp >= _OLTP_EVERY_S or sim.now - oltp_at >= _OLTP_LEAD_MS
+        ):
             writer.write(sim.drain_oltp())
-            last_oltp = now
+            last_oltp, oltp_at = now, sim.now
+        sink.send(deliveries)
         _pace(options, sink.sent, sim.now - start_ms, t0)
         if progress is not None:
             _fill(summary, sim, sink, writer, t0)

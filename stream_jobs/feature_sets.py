@@ -1,28 +1,53 @@
-"""The feature sets as data: one definition each, and their batch recomputation.
+"""The feature sets: one declarative definition each, from which everything is derived.
 
-A :class:`Definition` is a function from the stream of click events — decoded,
-watermarked on ``event_time`` and de-duplicated by ``event_id`` — to its windows.
-The same function runs on a static DataFrame (:func:`expected`), which is how late
-data is reconciled and how backfills are verified: live, replay and check share one
-code path. Window sizes are ``timedelta``s, handed to Spark by ``kappa.durations``.
-The streaming runtime that runs them is ``stream_jobs.features``.
+A :class:`FeatureSet` names its entity key, its window (fixed — tumbling or sliding —
+or session, sizes as ``timedelta``s), the events it counts and its aggregates, from a
+small vocabulary (:data:`COUNT`, :data:`MONEY`, :data:`DISTINCT`, :data:`MAX`,
+:data:`ANY`, each over an expression of the event, ``where`` a condition holds). From
+it come:
+
+- the Spark plan over the stream of click events — decoded, watermarked on
+  ``event_time`` and de-duplicated by ``event_id`` — (``build``; the live job runs every
+  fixed-window set in one shared aggregation, ``stream_jobs.shared_windows``, from the
+  same aggregates split into partials);
+- the same plan over a static DataFrame (:func:`expected`): backfills, ``features
+  late`` and verification run it, so live, replay and check share one code path;
+- the Iceberg table (:meth:`FeatureSet.table`): key, window bounds, one column per
+  aggregate, the enrichment's columns, and the freshness columns every set has;
+- the feature job's queries and tables (``stream_jobs.launcher``).
+
+Adding a feature set is one :func:`register` call (or one entry in :data:`DEFINITIONS`).
+The streaming runtime is ``stream_jobs.features``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from iceberg.tables import RAW_CLICKS, cdc_mirror
+from iceberg.tables import BASE_PROPERTIES, CLICK_COLUMNS, RAW_CLICKS, Column, TableDef
 from kappa.durations import to_spark
-from kappa.names import clicks_topic
+from kappa.names import FEATURES, clicks_topic
 from kappa.settings import Settings
-from stream_jobs import raw_clicks
+from stream_jobs import enrichment, raw_clicks
+from stream_jobs.aggregates import (
+    ANY,
+    COUNT,
+    DISTINCT,
+    MAX,
+    MAX_PRODUCED_AT,
+    MONEY,
+    Agg,
+    column,
+    every,
+    is_type,
+    of_type,
+)
 from stream_jobs.avro import arrival_time
-from stream_jobs.runtime import JobContext
+from stream_jobs.enrichment import CUSTOMER, Enrichment
 
 EVENT_COLUMNS = (
     "event_id",
@@ -34,61 +59,30 @@ EVENT_COLUMNS = (
     "price",
     "quantity",
 )
-CUSTOMERS = cdc_mirror("customers").ident
+CUSTOMERS = enrichment.CUSTOMERS
 
 
-@dataclass(frozen=True)
-class Fn:
-    """An aggregate function of the vocabulary, and its split into partials.
-
-    ``merge`` over the ``partial`` of each part of a window's events equals ``total``
-    over all of them: the live job aggregates panes, then windows from panes.
-    """
-
-    name: str
-    total: Callable[[Any], Any]  # over the events
-    partial: Callable[[Any], Any]  # over the events of one pane
-    merge: Callable[[Any], Any]  # over the partials of a window's panes
-
-
-@dataclass(frozen=True)
-class Agg:
-    """One aggregate column: ``fn`` over each event's ``value`` (built lazily: a Column)."""
-
-    name: str
-    fn: Fn
-    value: Callable[[], Any]
-
-    def column(self, mask: Any = None) -> Any:
-        """The aggregate; with ``mask``, over the events it holds for only (null elsewhere)."""
-        return self.fn.total(self._masked(mask)).alias(self.name)
-
-    def partial(self, mask: Any = None) -> Any:
-        """The aggregate's partial over one pane's events (``mask`` as in :meth:`column`)."""
-        return self.fn.partial(self._masked(mask))
-
-    def merge(self, partials: Any) -> Any:
-        """The aggregate from the partials of every pane of a window."""
-        return self.fn.merge(partials)
-
-    def signature(self) -> str:
-        return f"{self.fn.name}({self.value()})"
-
-    def _masked(self, mask: Any) -> Any:
-        from pyspark.sql import functions as F
-
-        return self.value() if mask is None else F.when(mask, self.value())
+COMPUTED_AT = Column(
+    "computed_at", "timestamptz", True, "when the window was written (micro-batch time)"
+)
 
 
 @dataclass(frozen=True)
 class Windows:
-    """Fixed event-time windows of one key: tumbling, or sliding every ``slide``."""
+    """Fixed event-time windows of one key: tumbling, or sliding every ``slide``.
+
+    ``features`` are the set's own aggregates; ``aggs`` adds the freshness column."""
 
     key: str
     size: timedelta
     slide: timedelta | None
-    aggs: tuple[Agg, ...]
+    features: tuple[Agg, ...]
     where: Callable[[], Any] | None = None  # the events counted (default: every one)
+    bounds: tuple[str, str] = ("window_start", "window_end")
+
+    @property
+    def aggs(self) -> tuple[Agg, ...]:
+        return (*self.features, MAX_PRODUCED_AT)
 
     @property
     def pane(self) -> timedelta:
@@ -99,121 +93,127 @@ class Windows:
         micros = timedelta(microseconds=1)
         return math.gcd(self.size // micros, self.slide // micros) * micros
 
-    def build(self, events: Any, settings: Settings) -> Any:
+    def spark_window(self, settings: Settings) -> Any:
         from pyspark.sql import functions as F
 
-        if self.where is not None:
-            events = events.where(self.where())
         if self.slide is None:
-            window = F.window("event_time", to_spark(self.size))
-        else:
-            window = F.window("event_time", to_spark(self.size), to_spark(self.slide))
-        grouped = events.groupBy(self.key, window.alias("window")).agg(
-            *[a.column() for a in self.aggs]
-        )
-        return grouped.select(
-            self.key,
-            F.col("window.start").alias("window_start"),
-            F.col("window.end").alias("window_end"),
-            *[a.name for a in self.aggs],
-        )
+            return F.window("event_time", to_spark(self.size))
+        return F.window("event_time", to_spark(self.size), to_spark(self.slide))
+
+    def describe(self, settings: Settings) -> str:
+        size = to_spark(self.size)
+        return f"tumbling {size}" if self.slide is None else f"{size} every {to_spark(self.slide)}"
 
 
 @dataclass(frozen=True)
-class Definition:
-    """One feature set: its windows from the event stream, and how to key them.
+class Sessions:
+    """Session windows of one key: closed by ``KAPPA_FEATURES_SESSION_GAP`` of inactivity."""
 
-    ``windows`` is set for fixed windows: the live job computes every such feature set
-    in one shared aggregation (``stream_jobs.shared_windows``), from the same spec.
-    """
+    key: str
+    features: tuple[Agg, ...]
+    where: Callable[[], Any] | None = None
+    bounds: tuple[str, str] = ("session_start", "session_end")
+
+    @property
+    def aggs(self) -> tuple[Agg, ...]:
+        return (*self.features, MAX_PRODUCED_AT)
+
+    def spark_window(self, settings: Settings) -> Any:
+        from pyspark.sql import functions as F
+
+        return F.session_window("event_time", to_spark(settings.features.session_gap))
+
+    def describe(self, settings: Settings) -> str:
+        return f"session, gap {to_spark(settings.features.session_gap)}"
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """One feature set, declared once: everything else is derived from it."""
 
     name: str
-    keys: tuple[str, str]  # (entity, window start): one row per key
-    build: Callable[[Any, Settings], Any]  # events -> windows (streaming or static)
-    enrich: Callable[[JobContext, Any], Any] | None = None  # per batch, when written
-    windows: Windows | None = None
+    window: Windows | Sessions
+    doc: str = ""
+    enrich: Enrichment | None = None  # columns looked up when a window is written
+    extra_properties: dict[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def fixed(
-        cls,
-        name: str,
-        windows: Windows,
-        enrich: Callable[[JobContext, Any], Any] | None = None,
-    ) -> Definition:
-        """A feature set of fixed windows: keyed by its key and window start."""
-        return cls(name, (windows.key, "window_start"), windows.build, enrich, windows)
+    @property
+    def keys(self) -> tuple[str, str]:
+        """(entity, window start): one row per key."""
+        return self.window.key, self.window.bounds[0]
 
+    @property
+    def keys_end(self) -> tuple[str, str]:
+        return self.window.key, self.window.bounds[1]
 
-def _count(value: Any) -> Any:
-    from pyspark.sql import functions as F
+    @property
+    def windows(self) -> Windows | None:
+        """The fixed windows, which the live job computes in one shared aggregation."""
+        return self.window if isinstance(self.window, Windows) else None
 
-    return F.count(value)
+    @property
+    def sessions(self) -> bool:
+        return isinstance(self.window, Sessions)
 
-
-def _sum(value: Any) -> Any:
-    from pyspark.sql import functions as F
-
-    return F.sum(value)
-
-
-def _money(value: Any) -> Any:
-    from pyspark.sql import functions as F
-
-    return F.coalesce(F.sum(value), F.lit(0)).cast("decimal(18,2)")
-
-
-def _set(value: Any) -> Any:
-    from pyspark.sql import functions as F
-
-    return F.collect_set(value)
-
-
-def _distinct(value: Any) -> Any:
-    from pyspark.sql import functions as F
-
-    return F.size(F.collect_set(value))
-
-
-def _distinct_of_sets(sets: Any) -> Any:
-    from pyspark.sql import functions as F
-
-    return F.size(F.array_distinct(F.flatten(F.collect_list(sets))))
-
-
-def _max(value: Any) -> Any:
-    from pyspark.sql import functions as F
-
-    return F.max(value)
-
-
-COUNT = Fn("count", total=_count, partial=_count, merge=_sum)
-MONEY = Fn("money", total=_money, partial=_sum, merge=_money)  # a sum, 0 for none, 2 decimals
-DISTINCT = Fn("distinct", total=_distinct, partial=_set, merge=_distinct_of_sets)
-MAX = Fn("max", total=_max, partial=_max, merge=_max)
-
-
-def _every() -> Any:
-    from pyspark.sql import functions as F
-
-    return F.lit(1)
-
-
-def _of_type(event_type: str) -> Callable[[], Any]:
-    def value() -> Any:
+    def build(self, events: Any, settings: Settings) -> Any:
+        """Events (streaming or static) -> this set's windows, keyed and aggregated."""
         from pyspark.sql import functions as F
 
-        return F.when(F.col("event_type") == event_type, True)
+        spec = self.window
+        if spec.where is not None:
+            events = events.where(spec.where())
+        start, end = spec.bounds
+        grouped = events.groupBy(spec.key, spec.spark_window(settings).alias("w")).agg(
+            *[a.column() for a in spec.aggs]
+        )
+        return grouped.select(
+            spec.key,
+            F.col("w.start").alias(start),
+            F.col("w.end").alias(end),
+            *[a.name for a in spec.aggs],
+        )
 
-    return value
+    def columns(self) -> tuple[Column, ...]:
+        """The table's columns: key, bounds, aggregates, enrichment, freshness."""
+        spec = self.window
+        key = next(c for c in CLICK_COLUMNS if c.name == spec.key)
+        start, end = spec.bounds
+        own = [a for a in spec.aggs if a is not MAX_PRODUCED_AT]
+        return (
+            Column(key.name, key.type, True),
+            Column(start, "timestamptz", True, "inclusive"),
+            Column(end, "timestamptz", True, "exclusive"),
+            *[Column(a.name, a.column_type, True, a.doc) for a in own],
+            *(self.enrich.columns if self.enrich else ()),
+            Column(MAX_PRODUCED_AT.name, "timestamptz", True, MAX_PRODUCED_AT.doc),
+            COMPUTED_AT,
+        )
+
+    def table(self, namespace: str = FEATURES) -> TableDef:
+        """``<namespace>.<name>``: the windows, appended once each when final.
+
+        Partitioned by the day of the window start, so a backfill or a training read of
+        a time range prunes whole days; keyed by (entity, window start).
+        """
+        return TableDef(
+            namespace,
+            self.name,
+            self.columns(),
+            partition_by=((self.keys[1], "day"),),
+            identifier=self.keys,
+            # A published backfill MERGEs windows the live job has finalised while the job
+            # keeps appending newer ones: the two never touch the same rows, so snapshot
+            # isolation is safe and spares the MERGE a spurious conflict with those appends.
+            properties={
+                **BASE_PROPERTIES,
+                "write.merge.isolation-level": "snapshot",
+                **self.extra_properties,
+            },
+            doc=self.doc,
+        )
 
 
-def _column(name: str) -> Callable[[], Any]:
-    def value() -> Any:
-        from pyspark.sql import functions as F
-
-        return F.col(name)
-
-    return value
+Definition = FeatureSet  # the name the rest of the code base knew it by
 
 
 def _cart_line() -> Any:
@@ -222,34 +222,15 @@ def _cart_line() -> Any:
     return F.when(F.col("event_type") == "add_to_cart", F.col("price") * F.col("quantity"))
 
 
-def _cart_value() -> Any:
-    return MONEY.total(_cart_line()).alias("cart_value")
-
-
-EVENTS = Agg("events", COUNT, _every)
-PAGE_VIEWS = Agg("page_views", COUNT, _of_type("page_view"))
-CART_ADDS = Agg("cart_adds", COUNT, _of_type("add_to_cart"))
-CHECKOUTS = Agg("checkouts", COUNT, _of_type("checkout"))
-MAX_PRODUCED_AT = Agg("max_produced_at", MAX, _column("produced_at"))
-
 ACTIVITY = (
-    EVENTS,
-    PAGE_VIEWS,
-    Agg("searches", COUNT, _of_type("search")),
-    CART_ADDS,
-    Agg("cart_removes", COUNT, _of_type("remove_from_cart")),
-    CHECKOUTS,
-    Agg("distinct_products", DISTINCT, _column("product_id")),
-    Agg("cart_value", MONEY, _cart_line),
-    MAX_PRODUCED_AT,
-)
-POPULARITY = (
-    EVENTS,
-    PAGE_VIEWS,
-    CART_ADDS,
-    CHECKOUTS,
-    Agg("distinct_users", DISTINCT, _column("user_id")),
-    MAX_PRODUCED_AT,
+    Agg("events", COUNT, every, "distinct events (by event_id) in the window"),
+    Agg("page_views", COUNT, of_type("page_view")),
+    Agg("searches", COUNT, of_type("search")),
+    Agg("cart_adds", COUNT, of_type("add_to_cart")),
+    Agg("cart_removes", COUNT, of_type("remove_from_cart")),
+    Agg("checkouts", COUNT, of_type("checkout")),
+    Agg("distinct_products", DISTINCT, column("product_id"), "distinct non-null product_id"),
+    Agg("cart_value", MONEY, _cart_line, "sum of price * quantity over add_to_cart"),
 )
 
 
@@ -259,58 +240,76 @@ def _with_product() -> Any:
     return F.col("product_id").isNotNull()
 
 
-ACTIVITY_1M = Windows("user_id", timedelta(minutes=1), None, ACTIVITY)
-ACTIVITY_1H = Windows("user_id", timedelta(hours=1), timedelta(minutes=5), ACTIVITY)
-POPULARITY_5M = Windows("product_id", timedelta(minutes=5), None, POPULARITY, where=_with_product)
+DEFINITIONS: dict[str, FeatureSet] = {}
 
 
-def user_sessions(events: Any, settings: Settings) -> Any:
-    from pyspark.sql import functions as F
+def register(feature_set: FeatureSet) -> FeatureSet:
+    """Add a feature set: the job, backfills, tables and checks all take it from here."""
+    if feature_set.name in DEFINITIONS and DEFINITIONS[feature_set.name] != feature_set:
+        raise ValueError(f"another feature set is already named {feature_set.name!r}")
+    DEFINITIONS[feature_set.name] = feature_set
+    return feature_set
 
-    session = F.session_window("event_time", to_spark(settings.features.session_gap))
-    return (
-        events.groupBy("user_id", session.alias("session"))
-        .agg(
-            F.max("event_time").alias("last_event_at"),
-            F.count(F.lit(1)).alias("events"),
-            F.size(F.collect_set("product_id")).alias("distinct_products"),
-            _cart_value(),
-            F.max(F.col("event_type") == "checkout").alias("converted"),
-            F.max("produced_at").alias("max_produced_at"),
-        )
-        .select(
+
+register(
+    FeatureSet(
+        "user_activity_1m",
+        Windows("user_id", timedelta(minutes=1), None, ACTIVITY),
+        "Per user, tumbling 1-minute event-time windows.",
+        enrich=CUSTOMER,
+    )
+)
+register(
+    FeatureSet(
+        "user_activity_1h",
+        Windows("user_id", timedelta(hours=1), timedelta(minutes=5), ACTIVITY),
+        "Per user, sliding 1-hour event-time windows every 5 minutes.",
+    )
+)
+register(
+    FeatureSet(
+        "user_sessions",
+        Sessions(
             "user_id",
-            F.col("session.start").alias("session_start"),
-            F.col("session.end").alias("session_end"),
-            "last_event_at",
-            "events",
-            "distinct_products",
-            "cart_value",
-            "converted",
-            "max_produced_at",
-        )
+            (
+                Agg("last_event_at", MAX, column("event_time"), type="timestamptz"),
+                ACTIVITY[0],
+                ACTIVITY[6],
+                ACTIVITY[7],
+                Agg("converted", ANY, is_type("checkout"), "a checkout happened in the session"),
+            ),
+        ),
+        "Per user, session windows closed by an inactivity gap (default 30 minutes).",
     )
-
-
-def with_customer(ctx: JobContext, windows: Any) -> Any:
-    """Segment and country of each user as ``cdc.customers`` knows them right now."""
-    from pyspark.sql import functions as F
-
-    customers = ctx.spark.table(ctx.table(ctx.params.get("customers", CUSTOMERS))).select(
-        F.col("customer_id").alias("user_id"), "segment", "country"
+)
+register(
+    FeatureSet(
+        "product_popularity_5m",
+        Windows(
+            "product_id",
+            timedelta(minutes=5),
+            None,
+            (
+                Agg("events", COUNT, every, "distinct events naming the product"),
+                *ACTIVITY[1:2],
+                *ACTIVITY[3:4],
+                *ACTIVITY[5:6],
+                Agg("distinct_users", DISTINCT, column("user_id")),
+            ),
+            where=_with_product,
+        ),
+        "Per product, tumbling 5-minute event-time windows.",
     )
-    return windows.join(F.broadcast(customers), "user_id", "left")
+)
 
 
-DEFINITIONS: dict[str, Definition] = {
-    d.name: d
-    for d in (
-        Definition.fixed("user_activity_1m", ACTIVITY_1M, with_customer),
-        Definition.fixed("user_activity_1h", ACTIVITY_1H),
-        Definition("user_sessions", ("user_id", "session_start"), user_sessions),
-        Definition.fixed("product_popularity_5m", POPULARITY_5M),
-    )
-}
+def feature_tables(namespace: str = FEATURES) -> list[TableDef]:
+    """The table of every feature set, in ``namespace``."""
+    return [d.table(namespace) for d in DEFINITIONS.values()]
+
+
+def feature_table(name: str, namespace: str = FEATURES) -> TableDef:
+    return DEFINITIONS[name].table(namespace)
 
 
 def expected(spark: Any, settings: Settings, name: str, events: Any) -> Any:
@@ -324,7 +323,7 @@ def expected(spark: Any, settings: Settings, name: str, events: Any) -> Any:
 
 
 def window_end(name: str) -> str:
-    return "session_end" if name == "user_sessions" else "window_end"
+    return DEFINITIONS[name].keys_end[1]
 
 
 def raw_events(spark: Any, settings: Settings, topic: str | None = None) -> Any:

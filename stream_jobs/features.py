@@ -43,13 +43,15 @@ from kappa.log import configure as configure_logging
 from kappa.names import FEATURES_JOB, clicks_topic, value_subject
 from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
-from stream_jobs import avro, raw_clicks, shared_windows
+from stream_jobs import avro, enrichment, raw_clicks, shared_windows
 from stream_jobs.feature_sets import (
     CUSTOMERS,
     DEFINITIONS,
     EVENT_COLUMNS,
     Definition,
+    FeatureSet,
     expected,
+    feature_table,
     late_windows,
     raw_events,
     window_end,
@@ -78,6 +80,7 @@ __all__ = [  # the definitions, re-exported: callers reach the feature sets thro
     "NAME",
     "Decoding",
     "Definition",
+    "FeatureSet",
     "avro_required",
     "click_events",
     "dedupe",
@@ -334,7 +337,6 @@ def query_name(instance: str, feature_set: str) -> str:
 
 def ensure_tables(settings: Settings, namespace: str, names: list[str]) -> None:
     from iceberg.admin import create_table
-    from iceberg.tables import feature_table
     from kappa.catalog import load_catalog
 
     catalog = load_catalog(settings)
@@ -397,7 +399,7 @@ def _contexts(
 
     A member of the shared query has a context of its own for its ``stats``."""
     shared = shared_windows.windowed(names)
-    common = {"customers": customers, "on_progress": on_progress}
+    common = {**enrichment.params(customers), "on_progress": on_progress}
     contexts = {}
     if shared:
         contexts[SHARED] = JobContext(
@@ -426,7 +428,7 @@ def _contexts(
                     "table": f"{namespace}.{name}",
                     # A session closes a gap after its last event: no need to run as often.
                     "trigger_interval": settings.spark.sessions_trigger_interval
-                    if name == "user_sessions"
+                    if DEFINITIONS[name].sessions
                     else None,
                 },
             )
@@ -479,7 +481,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic", default=None, help="default: KAPPA_TOPICS_CLICKS")
     parser.add_argument("--namespace", default=None, help="target namespace (default: settings)")
     parser.add_argument("--name", default=NAME, help="instance name (prefix of query names)")
-    parser.add_argument("--customers", default=CUSTOMERS, help="table enriching user windows")
+    parser.add_argument(
+        "--customers",
+        default=CUSTOMERS,
+        help="customer changelog the user windows are enriched from, as of each window's end",
+    )
     args = parser.parse_args(argv)
     configure_logging(json_lines=True)  # JSON lines into the driver log
     rng = SourceRange(starting=args.starting, available_now=args.available_now)

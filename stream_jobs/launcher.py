@@ -20,13 +20,13 @@ from typing import Any
 
 from iceberg.tables import (
     CDC_SOURCES,
-    FEATURE_SETS,
     QUARANTINE_CDC,
     QUARANTINE_CLICKS,
     RAW_CLICKS,
+    TableDef,
+    all_tables,
     cdc_changelog,
     cdc_mirror,
-    feature_table,
 )
 from kappa import names, supervisor
 from kappa.exceptions import KappaError
@@ -34,6 +34,7 @@ from kappa.processes import alive, end_group, kill_group, running_pid, signal_gr
 from kappa.settings import PROJECT_ROOT, Settings
 from kappa.spark import spark_conf, spark_env
 from stream_jobs import startup
+from stream_jobs.feature_sets import DEFINITIONS, feature_table, feature_tables
 from stream_jobs.progress import dropped_by_watermark, last_progress, processed_offsets
 
 logger = logging.getLogger(__name__)
@@ -80,11 +81,16 @@ def jobs(settings: Settings) -> dict[str, JobSpec]:
             names.FEATURES_JOB,
             "stream_jobs.features",
             (names.clicks_topic(settings),),
-            tuple(feature_table(n, settings.features.namespace).ident for n in FEATURE_SETS),
+            tuple(t.ident for t in feature_tables(settings.features.namespace)),
             queries=_feature_queries(settings),
         ),
     )
     return {spec.name: spec for spec in specs}
+
+
+def lake_tables(settings: Settings) -> list[TableDef]:
+    """Every table the jobs write: raw, cdc, quarantine, and each feature set's."""
+    return [*all_tables(), *feature_tables(settings.features.namespace)]
 
 
 def _feature_queries(settings: Settings) -> dict[str, tuple[str, ...]]:
@@ -92,7 +98,7 @@ def _feature_queries(settings: Settings) -> dict[str, tuple[str, ...]]:
     from stream_jobs.features import query_key
 
     out: dict[str, tuple[str, ...]] = {}
-    for name in FEATURE_SETS:
+    for name in DEFINITIONS:
         query = query_key(name)
         out[query] = (*out.get(query, ()), feature_table(name, settings.features.namespace).ident)
     return out

@@ -37,7 +37,8 @@ from datetime import timedelta
 from typing import Any
 
 from kappa.settings import Settings
-from stream_jobs.feature_sets import DEFINITIONS, Agg, Windows
+from stream_jobs.aggregates import Agg
+from stream_jobs.feature_sets import DEFINITIONS, Windows
 
 TAG = "feature_set"
 KEY = "key"

@@ -30,6 +30,7 @@ def list_(out: Output) -> None:
             "name": name,
             "table": f"{settings.features.namespace}.{name}",
             "key": list(d.keys),
+            "window": d.window.describe(settings),
             "window_end": window_end(name),
             "query": query_name(FEATURES_JOB, name),
         }
@@ -39,8 +40,11 @@ def list_(out: Output) -> None:
         {"feature_sets": rows, "watermark_delay": delay},
         lambda d: print_table(
             f"feature sets (watermark delay {d['watermark_delay']})",
-            ["name", "table", "key", "query"],
-            [[r["name"], r["table"], ", ".join(r["key"]), r["query"]] for r in d["feature_sets"]],
+            ["name", "table", "key", "window", "query"],
+            [
+                [r["name"], r["table"], ", ".join(r["key"]), r["window"], r["query"]]
+                for r in d["feature_sets"]
+            ],
         ),
     )
 

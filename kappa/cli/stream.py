@@ -32,7 +32,7 @@ def start(name: str, available_now: bool, out: Output) -> None:
     pid = running
     if pid is None:
         checks.require(settings, "catalog", "kafka", "registry")
-        create_all(settings)
+        create_all(settings, launcher.lake_tables(settings))
         pid = launcher.start(settings, name, ["--available-now"] if available_now else [])
     out.show(
         {"job": name, "pid": pid, "already_running": running is not None, "log": log},

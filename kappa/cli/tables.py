@@ -42,8 +42,10 @@ def tables() -> None:
 def create(out: Output) -> None:
     """Create every namespace and table that is missing (idempotent)."""
     from iceberg.admin import create_all
+    from stream_jobs.launcher import lake_tables
 
-    made = create_all(_lake())
+    settings = _lake()
+    made = create_all(settings, lake_tables(settings))
     out.show(
         {"created": made},
         lambda d: click.echo(

@@ -122,7 +122,7 @@ def start_stack(settings: Settings, report: Report = logger.info) -> None:
     stack.up(settings, report=report)
     report(f"{STEP}schemas, tables, CDC connector")
     ensure_registered(settings, names.clicks_subject(settings), CLICK_EVENT.schema())
-    created = create_all(settings)
+    created = create_all(settings, launcher.lake_tables(settings))
     report(f"tables created: {', '.join(created) or 'all existed'}")
     # the shop's tables must exist (with their replica identity) before Debezium starts
     prepare_source(settings, settings.postgres.shop_db, shop_ddl())

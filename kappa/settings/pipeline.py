@@ -158,6 +158,13 @@ class FeatureSettings(BaseSettings):
     session_gap: Duration = Field(
         default=timedelta(minutes=30), description="Inactivity that ends a session."
     )
+    enrichment_wait: Duration = Field(
+        default=timedelta(seconds=60),
+        description="Before writing enriched windows, the live feature job waits at most "
+        "this long for cdc_mirror to have logged every customer change Debezium published "
+        "(so segment and country are looked up as of the window's end in a complete "
+        "changelog); past it the windows are written and enrichment_unsettled is counted.",
+    )
     max_future_skew: Duration = Field(
         default=timedelta(minutes=5),
         description="An event whose event_time is further ahead of when it reached Kafka "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kappa.exceptions import KappaError
+from kappa.names import CDC
 from kappa.settings import Settings
 
 
@@ -36,6 +37,8 @@ class Backfill:
     namespace: str
     live_namespace: str
     live_instance: str
+    # The customer changelog the enrichment looks up as of each window's end (as live)
+    customers: str = f"{CDC}.customers_changelog"
     watermark_delay: str = ""  # of the replay, as Spark reads it ("182 seconds")
     # The replay's newest event time less that delay: staged windows end at or before it
     watermark: str | None = None

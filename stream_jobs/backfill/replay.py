@@ -11,7 +11,7 @@ from iceberg.tables import RAW_CLICKS
 from kappa.durations import to_spark
 from kappa.names import FEATURES_JOB, clicks_topic, value_subject
 from kappa.settings import Settings
-from stream_jobs import features
+from stream_jobs import enrichment, features
 from stream_jobs.backfill.ranges import parse_time, resolve_range
 from stream_jobs.backfill.record import Backfill, BackfillError, save
 from stream_jobs.runtime import JobContext, align_to_table
@@ -29,6 +29,7 @@ def create(
     topic: str | None = None,
     live_instance: str = FEATURES_JOB,
     live_namespace: str | None = None,
+    customers: str = features.CUSTOMERS,
 ) -> Backfill:
     """Resolve the range and record a new backfill (nothing runs yet).
 
@@ -58,6 +59,7 @@ def create(
         namespace=f"backfill_{backfill_id}",
         live_namespace=live_namespace or settings.features.namespace,
         live_instance=live_instance,
+        customers=customers,
         lower=when.isoformat() if when else None,
     )
     save(settings, backfill)
@@ -108,7 +110,12 @@ def run(
     backfill.status = "running"
     save(settings, backfill)
     features.ensure_tables(settings, backfill.namespace, backfill.feature_sets)
-    ctx = JobContext(settings=settings, name=backfill.instance, spark=spark)
+    ctx = JobContext(
+        settings=settings,
+        name=backfill.instance,
+        spark=spark,
+        params=enrichment.params(backfill.customers),
+    )
     total = backfill.total_offsets * len(backfill.feature_sets)
     decoding = features.Decoding(subject=value_subject(backfill.topic))
     try:

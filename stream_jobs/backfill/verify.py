@@ -11,7 +11,6 @@ from stream_jobs import features
 from stream_jobs.backfill.record import Backfill, BackfillError, save
 from stream_jobs.progress import last_progress
 
-ENRICHMENT = ("segment", "country")  # as-of-write lookups: reported, not part of the verdict
 IGNORED = ("computed_at",)
 
 
@@ -34,7 +33,7 @@ def window_bounds(settings: Settings, backfill: Backfill, name: str, live: Any) 
     marks = [m for m in (staged_mark, live_mark) if m is not None]
     upper = min(as_utc(m) for m in marks) if len(marks) == 2 else None
     lower = as_utc(backfill.lower) if backfill.lower else None
-    if lower is not None and name == "user_sessions":
+    if lower is not None and features.DEFINITIONS[name].sessions:
         # A session that began before the range is cut short by it: skip one gap.
         lower += settings.features.session_gap
     return lower, upper
@@ -60,9 +59,12 @@ def compare(spark: Any, name: str, staged: Any, live: Any, examples: int = 5) ->
     """Per key: identical / missing (in live) / extra (in live) / differing, with examples."""
     from pyspark.sql import functions as F
 
-    keys = list(features.DEFINITIONS[name].keys)
-    values = [c for c in staged.columns if c not in (*keys, *IGNORED, *ENRICHMENT)]
-    enrich = [c for c in ENRICHMENT if c in staged.columns]
+    definition = features.DEFINITIONS[name]
+    keys = list(definition.keys)
+    # Looked up as of each window's end: they differ only where the changelog changed
+    # since live wrote them. Reported, not part of the verdict.
+    enrich = [c.name for c in definition.enrich.columns] if definition.enrich else []
+    values = [c for c in staged.columns if c not in (*keys, *IGNORED, *enrich)]
     s = staged.select(*keys, *[F.col(c).alias(f"s_{c}") for c in values + enrich])
     live_cols = [F.col(c).alias(f"l_{c}") for c in values + enrich]
     j = s.join(live.select(*keys, *live_cols), keys, "full_outer")

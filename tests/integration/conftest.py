@@ -26,6 +26,7 @@ from kappa.catalog import load_catalog
 from kappa.names import JOBS
 from kappa.settings import PROJECT_ROOT, Settings, get_settings
 from stream_jobs import launcher
+from stream_jobs.launcher import lake_tables
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 DEMO_TIMEOUT_S = 1800  # beside a user's running demo on 2 cores it took over 15 minutes
@@ -94,7 +95,7 @@ def topic_factory(stack: Settings, unique_name):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def lake(stack: Settings) -> Settings:
-    create_all(stack)
+    create_all(stack, lake_tables(stack))
     return stack
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from iceberg.admin import create_table
-from iceberg.tables import TableDef, cdc_mirror
+from iceberg.tables import TableDef, cdc_changelog
 from kappa.catalog import load_catalog
 from kappa.settings import Settings
 from stream_jobs import features
@@ -25,28 +25,55 @@ END_COL = {
 KEYS = {name: d.keys for name, d in features.DEFINITIONS.items()}
 
 
-def customers_table(settings: Settings, ns: str, ids: range) -> str:
-    """A customers mirror in ``ns`` (every 7th customer unknown) for the enrichment join."""
-    mirror = cdc_mirror("customers")
-    table_def = TableDef(ns, "customers", mirror.columns, identifier=mirror.identifier)
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def customers_table(
+    settings: Settings, ns: str, ids: range, change_at: datetime | None = None
+) -> str:
+    """A customers changelog in ``ns`` for the as-of enrichment: every 7th customer unknown,
+    the others known since 2000; with ``change_at``, every 3rd of them moves then (a new
+    segment and country), so windows before and after it differ."""
+    log = cdc_changelog("customers")
+    table_def = TableDef(ns, "customers_changelog", log.columns)
     catalog = load_catalog(settings)
     create_table(catalog, table_def)
     table = catalog.load_table(table_def.ident)
-    known = [i for i in ids if i % 7]
-    now = datetime.now().astimezone()
-    rows = {
-        "customer_id": known,
-        "email": [f"c{i}@example.com" for i in known],
-        "name": [f"C {i}" for i in known],
-        "segment": [("new", "regular", "vip")[i % 3] for i in known],
-        "country": [("DE", "FR", "US", "BR")[i % 4] for i in known],
-        "signup_at": [now] * len(known),
-        "updated_at": [now] * len(known),
-        "lsn": list(range(len(known))),
-        "commit_ts": [now] * len(known),
-    }
+    versions = [(i, "c", LONG_AGO, i % 3, i % 4) for i in ids if i % 7]
+    if change_at is not None:
+        versions += [(i, "u", change_at, i % 3 + 1, i % 4 + 1) for i in ids if i % 7 and i % 3 == 0]
+    rows: dict[str, list[Any]] = {c.name: [] for c in log.columns}
+    for lsn, (i, op, at, segment, country) in enumerate(versions, start=1):
+        row = {
+            "op": op,
+            "customer_id": i,
+            "email": f"c{i}@example.com",
+            "name": f"C {i}",
+            "segment": ("new", "regular", "vip", "new")[segment],
+            "country": ("DE", "FR", "US", "BR", "DE")[country],
+            "signup_at": LONG_AGO,
+            "updated_at": at,
+            "lsn": lsn,
+            "commit_ts": datetime.now(UTC),
+            "tx_id": lsn,
+            "kafka_topic": "customers",
+            "kafka_partition": 0,
+            "kafka_offset": lsn,
+            "kafka_timestamp": None,
+        }
+        for column, value in row.items():
+            rows[column].append(value)
     table.append(pa.Table.from_pydict(rows, schema=table.schema().as_arrow()))
     return table_def.ident
+
+
+def customer_as_of(log: list[dict[str, Any]], user_id: int, at: datetime) -> tuple[Any, Any]:
+    """(segment, country) of the newest version (by updated_at, LSN) at or before ``at``."""
+    known = [r for r in log if r["customer_id"] == user_id and r["updated_at"] <= at]
+    if not known:
+        return None, None
+    newest = max(known, key=lambda r: (r["updated_at"], r["lsn"]))
+    return (None, None) if newest["op"] == "d" else (newest["segment"], newest["country"])
 
 
 def flush(settings: Settings, topic: str, records: list[dict[str, Any]]) -> str:

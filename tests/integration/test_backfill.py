@@ -58,9 +58,12 @@ def test_replay_of_a_clean_range_verifies_identical_and_publishes_once(
     lake: Settings, feature_topic: str, namespaces: Any, discard_after: Any
 ) -> None:
     topic, ns = feature_topic, namespaces()
-    customers = customers_table(lake, ns, range(1, 500))
     simulate(2000, seed=21, settings=lake, topic=topic, duplicate_fraction=0.02, **SMALL)
-    flush(lake, topic, oracle.consume(lake, topic))
+    records = oracle.consume(lake, topic)
+    flush(lake, topic, records)
+    # Profile changes inside the range: the replay looks them up as of each window's end too.
+    times = sorted(r["event_time"] for r in records)
+    customers = customers_table(lake, ns, range(1, 500), change_at=times[len(times) // 2])
     raw_clicks.run(lake, SourceRange(available_now=True), topic=topic, name=f"r_{topic}")
     live_instance = f"live_{topic}"
     live_run(lake, topic, ns, customers, live_instance)
@@ -75,6 +78,7 @@ def test_replay_of_a_clean_range_verifies_identical_and_publishes_once(
             topic=topic,
             live_instance=live_instance,
             live_namespace=ns,
+            customers=customers,
         )
         discard_after(record)
         assert record.total_offsets == 2001
@@ -89,6 +93,7 @@ def test_replay_of_a_clean_range_verifies_identical_and_publishes_once(
 
     report = bf.verify(lake, runs[0])
     assert report["verdict"] == "identical", report
+    assert report["tables"]["user_activity_1m"]["enrichment_differs"] == 0, report
     for name in NAMES:
         assert report["tables"][name]["identical"] == len(live_before[name])
     # Nothing touched the live tables yet.
@@ -233,6 +238,7 @@ def test_live_tables_change_only_on_publish_and_late_data_is_restated(
         topic=topic,
         live_instance=live_instance,
         live_namespace=ns,
+        customers=customers,
     )
     discard_after(record)
 

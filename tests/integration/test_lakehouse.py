@@ -18,6 +18,7 @@ from kappa.catalog import load_catalog
 from kappa.names import BATCH_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings
 from stream_jobs import launcher, progress, raw_clicks
+from stream_jobs.launcher import lake_tables
 from stream_jobs.runtime import SourceRange
 from tests.integration import clickgen
 
@@ -26,7 +27,7 @@ V2 = Path(__file__).resolve().parents[2] / "schemas" / "avro" / "click_event_v2.
 
 @pytest.fixture(scope="module")
 def lake(stack: Settings) -> Settings:
-    create_all(stack)
+    create_all(stack, lake_tables(stack))
     return stack
 
 

@@ -204,3 +204,69 @@ def test_the_shared_plan_streams_every_window_once_when_the_watermark_passes_it(
         one = shared_windows.split(emitted, plan, member)
         _assert_equals_oracle(one.withColumn("computed_at", F.current_timestamp()), member, records)
     emitted.unpersist()
+
+
+# Every feature table as declared before the definitions derived it: name:type, ? nullable.
+TABLES = {
+    "user_activity_1m": "user_id:long window_start:timestamptz window_end:timestamptz "
+    "events:long page_views:long searches:long cart_adds:long cart_removes:long checkouts:long "
+    "distinct_products:int cart_value:decimal(18,2) segment:string? country:string? "
+    "max_produced_at:timestamptz computed_at:timestamptz",
+    "user_activity_1h": "user_id:long window_start:timestamptz window_end:timestamptz "
+    "events:long page_views:long searches:long cart_adds:long cart_removes:long checkouts:long "
+    "distinct_products:int cart_value:decimal(18,2) max_produced_at:timestamptz "
+    "computed_at:timestamptz",
+    "user_sessions": "user_id:long session_start:timestamptz session_end:timestamptz "
+    "last_event_at:timestamptz events:long distinct_products:int cart_value:decimal(18,2) "
+    "converted:boolean max_produced_at:timestamptz computed_at:timestamptz",
+    "product_popularity_5m": "product_id:long window_start:timestamptz window_end:timestamptz "
+    "events:long page_views:long cart_adds:long checkouts:long distinct_users:int "
+    "max_produced_at:timestamptz computed_at:timestamptz",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_each_table_is_derived_from_its_definition(spark: Any, name: str) -> None:
+    """The table a definition derives has the columns the tables always had, and the
+    columns its plan writes (enrichment and write time aside) are the table's, in order."""
+    definition = features.DEFINITIONS[name]
+    table = definition.table("features")
+    got = " ".join(f"{c.name}:{c.type}{'' if c.required else '?'}" for c in table.columns)
+    assert got == TABLES[name]
+    assert table.identifier == definition.keys
+    assert table.partition_by == ((definition.keys[1], "day"),)
+    plan = definition.build(_frame(spark, _events(20, seed=3)), Settings()).columns
+    enriched = {c.name for c in definition.enrich.columns} if definition.enrich else set()
+    assert plan == [c.name for c in table.columns if c.name not in {*enriched, "computed_at"}]
+
+
+def test_enrichment_is_the_customer_as_of_each_windows_end(spark: Any) -> None:
+    """Newest version (updated_at, then LSN) at or before the window's end; none before
+    the first version; none after a delete; the same as the plain-Python recomputation."""
+    from stream_jobs.enrichment import as_of
+    from tests.integration.featurekit import customer_as_of
+
+    t = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    log = [  # customer_id, op, segment, country, updated_at, lsn
+        (1, "c", "new", "DE", t, 10),
+        (1, "u", "regular", "DE", t + timedelta(minutes=5), 20),
+        (1, "u", "vip", "FR", t + timedelta(minutes=5), 30),  # same instant: LSN decides
+        (2, "c", "new", "US", t + timedelta(minutes=3), 40),
+        (2, "d", "new", "US", t + timedelta(minutes=8), 50),
+        (3, "u", "vip", "GB", t + timedelta(minutes=2), 70),  # stamped earlier, logged later
+        (3, "c", "new", "GB", t + timedelta(minutes=4), 60),
+    ]
+    columns = ["customer_id", "op", "segment", "country", "updated_at", "lsn"]
+    ends = [t + timedelta(minutes=m) for m in (1, 3, 5, 6, 9)]
+    windows = [(u, e - timedelta(minutes=1), e) for u in (1, 2, 3, 4) for e in ends]
+    frame = spark.createDataFrame(windows, ["user_id", "window_start", "window_end"])
+    got = {
+        (r["user_id"], r["window_end"].replace(tzinfo=UTC)): (r["segment"], r["country"])
+        for r in as_of(frame, spark.createDataFrame(log, columns)).collect()
+    }
+    rows = [dict(zip(columns, v, strict=True)) for v in log]
+    want = {(u, e): customer_as_of(rows, u, e) for u, _, e in windows}
+    assert got == want
+    assert want[(1, ends[2])] == ("vip", "FR") and want[(1, ends[1])] == ("new", "DE")
+    assert want[(2, ends[0])] == (None, None) and want[(2, ends[4])] == (None, None)
+    assert want[(3, ends[1])] == ("vip", "GB") and want[(3, ends[3])] == ("new", "GB")

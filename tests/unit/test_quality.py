@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from iceberg.admin import create_all, load
 from kappa.cli import cli
 from kappa.settings import Settings, get_settings
+from stream_jobs.launcher import lake_tables
 from training import quality
 from training.dataset import Inputs, pin
 
@@ -30,7 +31,7 @@ def lake(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
     clean_env.setenv("KAPPA_CATALOG_WAREHOUSE", f"file://{tmp_path / 'warehouse'}")
     get_settings.cache_clear()
     settings = get_settings()
-    create_all(settings)
+    create_all(settings, lake_tables(settings))
     yield settings
 
 
