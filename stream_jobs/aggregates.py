@@ -39,6 +39,11 @@ class Agg:
     value: Callable[[], Any]
     doc: str = ""
     type: str | None = None  # for a function keeping its value's type (max)
+    required: bool | None = None  # default: only MAX of a nullable value can be null
+
+    @property
+    def not_null(self) -> bool:
+        return self.required if self.required is not None else self.fn.type is not None
 
     @property
     def column_type(self) -> str:
@@ -165,4 +170,5 @@ MAX_PRODUCED_AT = Agg(
     column("produced_at"),
     "newest produced_at among the window's events",
     "timestamptz",
+    required=True,
 )

@@ -183,7 +183,7 @@ class FeatureSet:
             Column(key.name, key.type, True),
             Column(start, "timestamptz", True, "inclusive"),
             Column(end, "timestamptz", True, "exclusive"),
-            *[Column(a.name, a.column_type, True, a.doc) for a in own],
+            *[Column(a.name, a.column_type, a.not_null, a.doc) for a in own],
             *(self.enrich.columns if self.enrich else ()),
             Column(MAX_PRODUCED_AT.name, "timestamptz", True, MAX_PRODUCED_AT.doc),
             COMPUTED_AT,
@@ -216,7 +216,7 @@ class FeatureSet:
 Definition = FeatureSet  # the name the rest of the code base knew it by
 
 
-def _cart_line() -> Any:
+def cart_line() -> Any:
     from pyspark.sql import functions as F
 
     return F.when(F.col("event_type") == "add_to_cart", F.col("price") * F.col("quantity"))
@@ -230,7 +230,7 @@ ACTIVITY = (
     Agg("cart_removes", COUNT, of_type("remove_from_cart")),
     Agg("checkouts", COUNT, of_type("checkout")),
     Agg("distinct_products", DISTINCT, column("product_id"), "distinct non-null product_id"),
-    Agg("cart_value", MONEY, _cart_line, "sum of price * quantity over add_to_cart"),
+    Agg("cart_value", MONEY, cart_line, "sum of price * quantity over add_to_cart"),
 )
 
 
@@ -272,7 +272,7 @@ register(
         Sessions(
             "user_id",
             (
-                Agg("last_event_at", MAX, column("event_time"), type="timestamptz"),
+                Agg("last_event_at", MAX, column("event_time"), type="timestamptz", required=True),
                 ACTIVITY[0],
                 ACTIVITY[6],
                 ACTIVITY[7],

@@ -22,7 +22,6 @@ END_COL = {
     "user_sessions": "session_end",
     "product_popularity_5m": "window_end",
 }
-KEYS = {name: d.keys for name, d in features.DEFINITIONS.items()}
 
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
@@ -94,7 +93,7 @@ def utc(value: datetime) -> datetime:
 
 def table_rows(settings: Settings, ident: str) -> dict[tuple, dict[str, Any]]:
     name = ident.rsplit(".", maxsplit=1)[-1]
-    key, start = KEYS[name]
+    key, start = features.DEFINITIONS[name].keys
     rows = load_catalog(settings).load_table(ident).scan().to_arrow().to_pylist()
     out = {(r[key], r[start]): r for r in rows}
     assert len(out) == len(rows), f"{ident}: a window was written twice"

@@ -22,7 +22,6 @@ from stream_jobs.runtime import SourceRange
 from tests.integration import featureoracle as oracle
 from tests.integration.featurekit import (
     END_COL,
-    KEYS,
     SMALL,
     assert_matches_oracle,
     customer_as_of,
@@ -124,7 +123,7 @@ def test_late_events_are_counted_and_their_windows_listed(
         report = features.late_report(
             settings, name, instance=instance, namespace=ns, topic=topic, limit=100_000
         )
-        key, start = KEYS[name]
+        key, start = features.DEFINITIONS[name].keys
         listed = {(w[key], utc(w[start])): w for w in report["windows"]}
         assert set(listed) == differs, name
         assert report["affected_windows"] == len(differs)

@@ -1,0 +1,114 @@
+"""A feature set added in one definition, here in the test: the streaming job computes it,
+a backfill replays it, its table is derived, and the values are an independent
+recomputation's. Nothing else is touched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from kappa.catalog import load_catalog
+from kappa.settings import Settings
+from producers.run import simulate
+from stream_jobs import backfill as bf
+from stream_jobs import features
+from stream_jobs.aggregates import COUNT, MAX, Agg, column, of_type
+from stream_jobs.feature_sets import DEFINITIONS, FeatureSet, Windows, register
+from stream_jobs.runtime import SourceRange
+from tests.integration import featureoracle as oracle
+from tests.integration.featurekit import SMALL, flush, table_rows, utc, without_computed_at
+
+NAME = "user_searches_10m"
+
+
+@pytest.fixture
+def searches() -> Iterator[FeatureSet]:
+    """Searches and the dearest price seen per user in tumbling 10-minute windows."""
+    defined = register(
+        FeatureSet(
+            NAME,
+            Windows(
+                "user_id",
+                timedelta(minutes=10),
+                None,
+                (
+                    Agg("searches", COUNT, of_type("search")),
+                    Agg("max_price", MAX, column("price"), "dearest price", "decimal(12,2)"),
+                ),
+            ),
+            "Per user, tumbling 10-minute windows of searches.",
+        )
+    )
+    yield defined
+    DEFINITIONS.pop(NAME)
+
+
+def _oracle(records: list[dict[str, Any]], watermark: Any) -> dict[tuple, dict[str, Any]]:
+    ev = oracle.events_frame(records)
+    ev = ev.assign(window_start=ev["event_time"].dt.floor("10min"))
+    out = {}
+    for (user, start), g in ev.groupby(["user_id", "window_start"]):
+        end = start + pd.Timedelta(minutes=10)
+        if end > watermark:
+            continue
+        prices = g["price"].dropna()
+        out[(int(user), start.to_pydatetime())] = {
+            "window_end": end.to_pydatetime(),
+            "searches": int((g["event_type"] == "search").sum()),
+            "max_price": Decimal(max(prices)) if len(prices) else None,
+        }
+    return out
+
+
+def test_a_feature_set_defined_once_streams_backfills_and_has_its_table(
+    lake: Settings, feature_topic: str, namespaces: Any, searches: FeatureSet
+) -> None:
+    topic, ns = feature_topic, namespaces()
+    simulate(1500, seed=41, settings=lake, topic=topic, duplicate_fraction=0.03, **SMALL)
+    records = oracle.consume(lake, topic)
+    flush_id = flush(lake, topic, records)
+    instance = f"d_{topic}"
+
+    ctxs = features.run(
+        lake, SourceRange(available_now=True), [NAME], topic=topic, instance=instance, namespace=ns
+    )
+
+    table = load_catalog(lake).load_table(f"{ns}.{NAME}")
+    assert [f.name for f in table.schema().fields] == [c.name for c in searches.columns()]
+    assert not table.schema().find_field("max_price").required
+    watermark = oracle.flush_time(records) - lake.features.watermark_delay
+    want = _oracle([r for r in records if r["event_id"] != flush_id], watermark)
+    got = table_rows(lake, f"{ns}.{NAME}")
+    assert len(want) > 20 and ctxs[NAME].stats["windows"] == len(want)
+    assert {(k, utc(t)) for k, t in got} == set(want)
+    for (user, start), row in got.items():
+        expect = want[(user, utc(start))]
+        assert (utc(row["window_end"]), row["searches"], row["max_price"]) == (
+            expect["window_end"],
+            expect["searches"],
+            expect["max_price"],
+        ), (user, start)
+    assert any(r["max_price"] is None for r in got.values()), "a window without any price"
+
+    record = bf.create(
+        lake,
+        "earliest",
+        feature_sets=[NAME],
+        topic=topic,
+        live_instance=instance,
+        live_namespace=ns,
+    )
+    try:
+        bf.run(lake, record)
+        report = bf.verify(lake, record)
+        assert report["verdict"] == "identical", report
+        assert report["tables"][NAME]["identical"] == len(want)
+        staged = without_computed_at(table_rows(lake, f"{record.namespace}.{NAME}"))
+        assert staged == without_computed_at(got)
+    finally:
+        bf.discard(lake, bf.load(lake, record.id))
