@@ -1,18 +1,36 @@
 """The aggregate vocabulary of feature sets: functions, their split into partials, values.
 
 An :class:`Agg` is one output column: a function of the vocabulary (:data:`COUNT`,
-:data:`MONEY`, :data:`DISTINCT`, :data:`MAX`, :data:`ANY`) over an expression of each
-event (:func:`every`, :func:`of_type`, :func:`is_type`, :func:`column`, or any
-function returning a Spark Column). Each function also says how to aggregate it in
-parts (``partial``, then ``merge``), which the live job's shared aggregation uses, and
-the Iceberg type of its result, which the feature tables use.
+:data:`MONEY`, :data:`DISTINCT`, :data:`MAX`, :data:`ANY`) over a :class:`Value` of each
+event (:data:`every`, :func:`of_type`, :func:`is_type`, :func:`column`, or a
+:class:`Value` of your own). Each function also says how to aggregate it in parts
+(``partial``, then ``merge``), which the live job's shared aggregation uses, the Iceberg
+type of its result, which the feature tables use, and the same arithmetic in plain
+Python (``start``, ``add``, ``combine``, ``result``), which the online path uses: one
+definition, every engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Value:
+    """An expression of one click event: as a Spark Column (built when called) and as a
+    plain Python function of the decoded event. The two must agree: the unit tests run
+    every feature set both ways against one oracle."""
+
+    spark: Callable[[], Any]
+    python: Callable[[Mapping[str, Any]], Any]
+
+    def __call__(self) -> Any:
+        return self.spark()
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,12 @@ class Fn:
     partial: Callable[[Any], Any]  # over the events of one pane
     merge: Callable[[Any], Any]  # over the partials of a window's panes
     type: str | None  # Iceberg type of the result (None: the value's own, given by the Agg)
+    # In Python: a state from start(), add(state, value) per event (a null value changes
+    # nothing), combine(state, state) of two parts, result(state) the column's value.
+    start: Callable[[], Any]
+    add: Callable[[Any, Any], Any]
+    combine: Callable[[Any, Any], Any]
+    result: Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -36,7 +60,7 @@ class Agg:
 
     name: str
     fn: Fn
-    value: Callable[[], Any]
+    value: Value
     doc: str = ""
     type: str | None = None  # for a function keeping its value's type (max)
     required: bool | None = None  # default: only MAX of a nullable value can be null
@@ -115,52 +139,131 @@ def _max(value: Any) -> Any:
     return F.max(value)
 
 
-COUNT = Fn("count", total=_count, partial=_count, merge=_sum, type="long")  # non-null values
-# A sum, 0 for none, 2 decimals
-MONEY = Fn("money", total=_money, partial=_sum, merge=_money, type="decimal(18,2)")
-DISTINCT = Fn("distinct", total=_distinct, partial=_set, merge=_distinct_of_sets, type="int")
-MAX = Fn("max", total=_max, partial=_max, merge=_max, type=None)
-ANY = Fn("any", total=_max, partial=_max, merge=_max, type="boolean")  # of a condition
+def _plus(state: Any, value: Any) -> Any:
+    return state if value is None else state + value
 
 
-def every() -> Any:
-    """The value every event has (count it)."""
+def _counted(state: int, value: Any) -> int:
+    return state if value is None else state + 1
+
+
+def _with(state: set[Any], value: Any) -> set[Any]:
+    if value is not None:
+        state.add(value)
+    return state
+
+
+def _larger(state: Any, value: Any) -> Any:
+    if value is None:
+        return state
+    return value if state is None or value > state else state
+
+
+def _same(state: Any) -> Any:
+    return state
+
+
+def _cents(state: Decimal) -> Decimal:
+    return state.quantize(CENT)
+
+
+COUNT = Fn(  # the non-null values
+    "count",
+    total=_count,
+    partial=_count,
+    merge=_sum,
+    type="long",
+    start=int,
+    add=_counted,
+    combine=_plus,
+    result=_same,
+)
+MONEY = Fn(  # a sum, 0 for none, in cents
+    "money",
+    total=_money,
+    partial=_sum,
+    merge=_money,
+    type="decimal(18,2)",
+    start=Decimal,
+    add=_plus,
+    combine=_plus,
+    result=_cents,
+)
+DISTINCT = Fn(
+    "distinct",
+    total=_distinct,
+    partial=_set,
+    merge=_distinct_of_sets,
+    type="int",
+    start=set,
+    add=_with,
+    combine=set.union,
+    result=len,
+)
+MAX = Fn(
+    "max",
+    total=_max,
+    partial=_max,
+    merge=_max,
+    type=None,
+    start=lambda: None,
+    add=_larger,
+    combine=_larger,
+    result=_same,
+)
+ANY = Fn(  # of a condition: did it hold for one event
+    "any",
+    total=_max,
+    partial=_max,
+    merge=_max,
+    type="boolean",
+    start=lambda: None,
+    add=_larger,
+    combine=_larger,
+    result=_same,
+)
+
+
+def _lit_one() -> Any:
     from pyspark.sql import functions as F
 
     return F.lit(1)
 
 
-def of_type(event_type: str) -> Callable[[], Any]:
+every = Value(_lit_one, lambda event: 1)  # the value every event has (count it)
+
+
+def of_type(event_type: str) -> Value:
     """True for the events of ``event_type``, null for the others (count them)."""
 
-    def value() -> Any:
+    def spark() -> Any:
         from pyspark.sql import functions as F
 
         return F.when(F.col("event_type") == event_type, True)
 
-    return value
+    return Value(spark, lambda event: True if event["event_type"] == event_type else None)
 
 
-def is_type(event_type: str) -> Callable[[], Any]:
+def is_type(event_type: str) -> Value:
     """Whether the event is of ``event_type`` (``ANY`` of it: did one happen)."""
 
-    def value() -> Any:
+    def spark() -> Any:
         from pyspark.sql import functions as F
 
         return F.col("event_type") == event_type
 
-    return value
+    return Value(spark, lambda event: event["event_type"] == event_type)
 
 
-def column(name: str) -> Callable[[], Any]:
+def column(name: str) -> Value:
     """The event's column ``name``."""
 
-    def value() -> Any:
+    def spark() -> Any:
         from pyspark.sql import functions as F
 
         return F.col(name)
 
-    return value
+    return Value(spark, lambda event: event[name])
 
 
 # Every feature set's freshness: the newest produced_at among a window's events.

@@ -23,7 +23,7 @@ The streaming runtime is ``stream_jobs.features``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -41,6 +41,7 @@ from stream_jobs.aggregates import (
     MAX_PRODUCED_AT,
     MONEY,
     Agg,
+    Value,
     column,
     every,
     is_type,
@@ -77,7 +78,7 @@ class Windows:
     size: timedelta
     slide: timedelta | None
     features: tuple[Agg, ...]
-    where: Callable[[], Any] | None = None  # the events counted (default: every one)
+    where: Value | None = None  # the events counted (default: every one)
     bounds: tuple[str, str] = ("window_start", "window_end")
 
     @property
@@ -111,7 +112,7 @@ class Sessions:
 
     key: str
     features: tuple[Agg, ...]
-    where: Callable[[], Any] | None = None
+    where: Value | None = None
     bounds: tuple[str, str] = ("session_start", "session_end")
 
     @property
@@ -216,11 +217,19 @@ class FeatureSet:
 Definition = FeatureSet  # the name the rest of the code base knew it by
 
 
-def cart_line() -> Any:
+def _cart_line() -> Any:
     from pyspark.sql import functions as F
 
     return F.when(F.col("event_type") == "add_to_cart", F.col("price") * F.col("quantity"))
 
+
+def _py_cart_line(event: Mapping[str, Any]) -> Any:
+    if event["event_type"] != "add_to_cart" or event["price"] is None:
+        return None
+    return event["price"] * event["quantity"]
+
+
+cart_line = Value(_cart_line, _py_cart_line)  # price * quantity of an add_to_cart
 
 ACTIVITY = (
     Agg("events", COUNT, every, "distinct events (by event_id) in the window"),
@@ -238,6 +247,9 @@ def _with_product() -> Any:
     from pyspark.sql import functions as F
 
     return F.col("product_id").isNotNull()
+
+
+with_product = Value(_with_product, lambda event: event["product_id"] is not None)
 
 
 DEFINITIONS: dict[str, FeatureSet] = {}
@@ -296,7 +308,7 @@ register(
                 *ACTIVITY[5:6],
                 Agg("distinct_users", DISTINCT, column("user_id")),
             ),
-            where=_with_product,
+            where=with_product,
         ),
         "Per product, tumbling 5-minute event-time windows.",
     )
