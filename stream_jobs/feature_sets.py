@@ -214,9 +214,6 @@ class FeatureSet:
         )
 
 
-Definition = FeatureSet  # the name the rest of the code base knew it by
-
-
 def _cart_line() -> Any:
     from pyspark.sql import functions as F
 

@@ -48,7 +48,6 @@ from stream_jobs.feature_sets import (
     CUSTOMERS,
     DEFINITIONS,
     EVENT_COLUMNS,
-    Definition,
     FeatureSet,
     expected,
     feature_table,
@@ -79,7 +78,6 @@ __all__ = [  # the definitions, re-exported: callers reach the feature sets thro
     "EVENT_COLUMNS",
     "NAME",
     "Decoding",
-    "Definition",
     "FeatureSet",
     "avro_required",
     "click_events",
@@ -307,7 +305,7 @@ def write_shared(ctx: JobContext, df: Any, batch_id: int) -> None:
 
 def _write(
     ctx: JobContext,
-    definition: Definition,
+    definition: FeatureSet,
     ident: str,
     windows: Any,
     batch_id: int,
