@@ -68,7 +68,7 @@ def test_every_feature_equals_the_pandas_oracle(
     assert {(r["segment"], r["country"]) for r in rows if r["user_id"] % 7 == 0} == {(None, None)}
     for r in rows:
         assert (r["segment"], r["country"]) == customer_as_of(log, r["user_id"], r["window_end"])
-    moved = {r["user_id"] for r in log if r["op"] == "u"}
+    moved = {r["customer_id"] for r in log if r["op"] == "u"}
     seen = {(r["user_id"], r["segment"]) for r in rows if r["user_id"] in moved}
     assert len(seen) > len({u for u, _ in seen}), "no user seen both before and after a change"
     # Sums close the loop: every distinct event is in exactly one 1-minute window.
