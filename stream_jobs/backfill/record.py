@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from kappa.exceptions import KappaError
-from kappa.names import CDC
 from kappa.settings import Settings
+from stream_jobs.enrichment import CUSTOMERS
 
 
 class BackfillError(KappaError):
@@ -38,7 +38,7 @@ class Backfill:
     live_namespace: str
     live_instance: str
     # The customer changelog the enrichment looks up as of each window's end (as live)
-    customers: str = f"{CDC}.customers_changelog"
+    customers: str = CUSTOMERS
     watermark_delay: str = ""  # of the replay, as Spark reads it ("182 seconds")
     # The replay's newest event time less that delay: staged windows end at or before it
     watermark: str | None = None
