@@ -40,7 +40,7 @@ from kappa.settings import Settings, get_settings
 from kappa.spark import get_spark
 from producers.run import RunOptions, SimulationConfig, produce, simulate
 from schemas.contracts import CLICK_EVENT, value_subject
-from stream_jobs import avro, features, launcher
+from stream_jobs import avro, enrichment, features, launcher
 from stream_jobs.launcher import lake_tables
 from stream_jobs.runtime import SourceRange
 
@@ -92,10 +92,8 @@ def _batch_job(spark: Any, settings: Settings, topic: str, table: str) -> tuple[
         .build(events, settings)
         .withColumn("computed_at", F.current_timestamp())
     )
-    customers = spark.table(f"{settings.catalog.name}.cdc.customers").select(
-        F.col("customer_id").alias("user_id"), "segment", "country"
-    )
-    windows.join(F.broadcast(customers), "user_id", "left").writeTo(table).createOrReplace()
+    log = spark.table(f"{settings.catalog.name}.{features.CUSTOMERS}")  # as of each window's end
+    enrichment.as_of(windows, log).writeTo(table).createOrReplace()
     elapsed = time.perf_counter() - t0
     return elapsed, spark.table(table).count()
 

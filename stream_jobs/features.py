@@ -266,7 +266,8 @@ def write_windows(ctx: JobContext, df: Any, batch_id: int) -> None:
     try:
         rows = windows.count()
         # Most live triggers close no window: those end here, before the enrichment reads
-        # cdc.customers and the table is looked up (time the freshness of every window waits on).
+        # the customers changelog and the table is looked up (time the freshness of every window
+        # waits on).
         if rows:
             definition, ident = ctx.params["definition"], ctx.params["table"]
             _write(ctx, definition, ident, windows, batch_id, rows=rows, stats=ctx.stats)

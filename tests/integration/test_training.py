@@ -55,6 +55,18 @@ def mirror_oltp(settings: Settings, ns: str, pg_schema: str) -> str:
     data = {c: [r[i] for r in customers] for i, c in enumerate(cols)}
     data.update(lsn=list(range(len(customers))), commit_ts=[now] * len(customers))
     table.append(pa.Table.from_pydict(data, schema=table.schema().as_arrow()))
+    # ... and as the changelog the feature job enriches from (each customer's one version)
+    log = _table(settings, ns, "customers_changelog", cdc_changelog("customers"))
+    n = len(customers)
+    data.update(
+        op=["c"] * n,
+        tx_id=data["lsn"],
+        kafka_topic=["customers"] * n,
+        kafka_partition=[0] * n,
+        kafka_offset=data["lsn"],
+        kafka_timestamp=[None] * n,
+    )
+    log.append(pa.Table.from_pydict(data, schema=log.schema().as_arrow()))
     orders = _from_postgres(
         settings,
         pg_schema,
@@ -113,7 +125,7 @@ def pipeline(lake: Settings, topic: str, ns: str, *, signal: bool, seed: int) ->
         topic=topic,
         instance=f"tr_{topic}",
         namespace=ns,
-        customers=f"{ns}.customers",
+        customers=f"{ns}.customers_changelog",
     )
     training = lake.training.model_copy(
         update={
