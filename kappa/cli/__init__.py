@@ -32,6 +32,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "mlflow": ("kappa.cli.train", "mlflow"),
     "warehouse": ("kappa.cli.warehouse", "warehouse"),
     "quality": ("kappa.cli.quality", "quality"),
+    "drift": ("kappa.cli.drift", "drift"),
     "airflow": ("kappa.cli.airflow", "airflow"),
 }
 

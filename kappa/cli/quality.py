@@ -11,7 +11,7 @@ from kappa.cli._output import Output, output_option, print_table
 from kappa.settings import get_settings
 
 
-def _snapshots(
+def parse_snapshots(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> dict[str, int] | None:
     """``--snapshots`` as a JSON object of table -> snapshot id, refused at parse time otherwise."""
@@ -31,7 +31,7 @@ def _snapshots(
 snapshots_option = click.option(
     "--snapshots",
     default=None,
-    callback=_snapshots,
+    callback=parse_snapshots,
     help="JSON: table -> snapshot id to check (default: pin the current snapshots).",
 )
 

@@ -204,6 +204,16 @@ class TrainingSettings(BaseSettings):
         default=timedelta(hours=6),
         description="Quality gate: a round refuses input snapshots older than this.",
     )
+    drift_window: Duration = Field(
+        default=timedelta(hours=1),
+        description="Drift: the most recent span of event time compared with the champion's "
+        "training data.",
+    )
+    drift_psi: float = Field(
+        default=0.25,
+        description="Drift: a model input whose population stability index exceeds this "
+        "has drifted.",
+    )
     experiment: str = "purchase-propensity"
     model_name: str = Field(default="purchase-propensity", description="Registered model name.")
     tracking_uri: str | None = Field(
