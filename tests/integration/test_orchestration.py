@@ -185,3 +185,27 @@ def test_backfill_dag_refuses_to_publish_unexplained_differences(
     assert after.verify["tables"]["user_activity_1m"]["unexplained"] > 0
     live = load_catalog(lake).load_table("features.user_activity_1m")
     assert not [s for s in live.snapshots() if (s.summary or {}).get(BACKFILL_ID_PROP) == record.id]
+
+
+def test_drift_compares_the_champions_snapshots_with_now(
+    demo: dict[str, Any], lake: Settings
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from training.dataset import FEATURES
+
+    out = _run([KAPPA, "drift", "--output", "json"], timeout_s=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    client = MlflowClient(tracking_uri=lake.tracking_uri, registry_uri=lake.tracking_uri)
+    champion = client.get_model_version_by_alias(lake.training.model_name, "champion")
+    assert report["champion_run_id"] == champion.run_id
+    tags = client.get_run(champion.run_id).data.tags
+    pinned = {
+        k.removeprefix("kappa.snapshot."): int(v) for k, v in tags.items() if "snapshot." in k
+    }
+    assert report["reference_snapshots"] == pinned
+    assert set(report["features"]) == set(FEATURES)
+    assert min(report["samples"].values()) > 100, report["samples"]
+    checked = _run([KAPPA, "drift", "--check"], timeout_s=600)
+    assert checked.returncode == (1 if report["drifted"] else 0), checked.stderr[-2000:]
