@@ -16,7 +16,7 @@ it come:
   aggregate, the enrichment's columns, and the freshness columns every set has;
 - the feature job's queries and tables (``stream_jobs.launcher``).
 
-Adding a feature set is one :func:`register` call (or one entry in :data:`DEFINITIONS`).
+Adding a feature set is one :func:`register` call.
 The streaming runtime is ``stream_jobs.features``.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -136,7 +136,6 @@ class FeatureSet:
     window: Windows | Sessions
     doc: str = ""
     enrich: Enrichment | None = None  # columns looked up when a window is written
-    extra_properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def keys(self) -> tuple[str, str]:
@@ -205,11 +204,7 @@ class FeatureSet:
             # A published backfill MERGEs windows the live job has finalised while the job
             # keeps appending newer ones: the two never touch the same rows, so snapshot
             # isolation is safe and spares the MERGE a spurious conflict with those appends.
-            properties={
-                **BASE_PROPERTIES,
-                "write.merge.isolation-level": "snapshot",
-                **self.extra_properties,
-            },
+            properties={**BASE_PROPERTIES, "write.merge.isolation-level": "snapshot"},
             doc=self.doc,
         )
 
