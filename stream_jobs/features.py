@@ -265,9 +265,8 @@ def write_windows(ctx: JobContext, df: Any, batch_id: int) -> None:
     windows = df.persist()
     try:
         rows = windows.count()
-        # Most live triggers close no window: those end here, before the enrichment reads
-        # the customers changelog and the table is looked up (time the freshness of every window
-        # waits on).
+        # Most live triggers close no window: those end here, before the enrichment reads the
+        # changelog and the table is looked up (time the freshness of every window waits on).
         if rows:
             definition, ident = ctx.params["definition"], ctx.params["table"]
             _write(ctx, definition, ident, windows, batch_id, rows=rows, stats=ctx.stats)
@@ -480,11 +479,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topic", default=None, help="default: KAPPA_TOPICS_CLICKS")
     parser.add_argument("--namespace", default=None, help="target namespace (default: settings)")
     parser.add_argument("--name", default=NAME, help="instance name (prefix of query names)")
-    parser.add_argument(
-        "--customers",
-        default=CUSTOMERS,
-        help="customer changelog the user windows are enriched from, as of each window's end",
-    )
+    parser.add_argument("--customers", default=CUSTOMERS, help="customer changelog (as-of lookup)")
     args = parser.parse_args(argv)
     configure_logging(json_lines=True)  # JSON lines into the driver log
     rng = SourceRange(starting=args.starting, available_now=args.available_now)

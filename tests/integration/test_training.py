@@ -55,10 +55,12 @@ def mirror_oltp(settings: Settings, ns: str, pg_schema: str) -> str:
     data = {c: [r[i] for r in customers] for i, c in enumerate(cols)}
     data.update(lsn=list(range(len(customers))), commit_ts=[now] * len(customers))
     table.append(pa.Table.from_pydict(data, schema=table.schema().as_arrow()))
-    # ... and as the changelog the feature job enriches from (each customer's one version)
+    # ... and as the changelog the feature job enriches from: each customer's current
+    # profile as one version, valid since their sign-up (PostgreSQL keeps no older ones).
     log = _table(settings, ns, "customers_changelog", cdc_changelog("customers"))
     n = len(customers)
     data.update(
+        updated_at=data["signup_at"],
         op=["c"] * n,
         tx_id=data["lsn"],
         kafka_topic=["customers"] * n,

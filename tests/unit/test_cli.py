@@ -143,10 +143,13 @@ def test_features_list_json_shape() -> None:
         "name": "user_sessions",
         "table": "features.user_sessions",
         "key": ["user_id", "session_start"],
+        "window": "session, gap 1800 seconds",
         "window_end": "session_end",
         "query": "features-user_sessions",
     }
     assert by_name["product_popularity_5m"]["key"] == ["product_id", "window_start"]
+    assert by_name["user_activity_1h"]["window"] == "3600 seconds every 300 seconds"
+    assert by_name["user_activity_1m"]["window"] == "tumbling 60 seconds"
     # The fixed windows share one live query.
     assert {by_name[n]["query"] for n in by_name if n != "user_sessions"} == {"features-windows"}
 
