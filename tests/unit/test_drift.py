@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from iceberg.admin import create_all, load
 from kappa.cli import cli
-from kappa.settings import Settings, get_settings
-from stream_jobs.launcher import lake_tables
+from kappa.settings import Settings
+from tests.unit.lakekit import append
 from training import drift
 from training.dataset import Inputs, pin
 
@@ -47,22 +42,6 @@ def test_psi_of_a_continuous_input_bins_by_the_references_deciles() -> None:
     reference = rng.normal(10, 2, 5000)
     assert drift.psi(reference, rng.normal(10, 2, 5000)) < 0.02
     assert drift.psi(reference, rng.normal(13, 2, 5000)) > 0.25
-
-
-@pytest.fixture
-def lake(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
-    clean_env.setenv("KAPPA_STATE_DIR", str(tmp_path / "state"))
-    clean_env.setenv("KAPPA_CATALOG_URI", f"sqlite:///{tmp_path / 'catalog.db'}")
-    clean_env.setenv("KAPPA_CATALOG_WAREHOUSE", f"file://{tmp_path / 'warehouse'}")
-    get_settings.cache_clear()
-    settings = get_settings()
-    create_all(settings, lake_tables(settings))
-    yield settings
-
-
-def _append(settings: Settings, ident: str, rows: list[dict[str, Any]]) -> None:
-    table = load(settings, ident)
-    table.append(pa.Table.from_pylist(rows, schema=table.schema().as_arrow()))
 
 
 def _traffic(
@@ -99,8 +78,8 @@ def _traffic(
             )
             if rng.random() < 0.05 + 0.1 * min(adds, 3):
                 orders.append((user, at + timedelta(minutes=int(rng.integers(2, 20)))))
-    _append(settings, inputs.activity, windows)
-    _append(
+    append(settings, inputs.activity, windows)
+    append(
         settings,
         inputs.sessions,
         [
@@ -120,7 +99,7 @@ def _traffic(
         ],
     )
     base = int(start.timestamp())
-    _append(
+    append(
         settings,
         inputs.orders,
         [

@@ -4,40 +4,19 @@ is named, and `kappa quality check` reports and exits 1 without a traceback."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from iceberg.admin import create_all, load
 from kappa.cli import cli
-from kappa.settings import Settings, get_settings
-from stream_jobs.launcher import lake_tables
+from kappa.settings import Settings
+from tests.unit.lakekit import append
 from training import quality
 from training.dataset import Inputs, pin
 
 T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def lake(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
-    clean_env.setenv("KAPPA_STATE_DIR", str(tmp_path / "state"))
-    clean_env.setenv("KAPPA_CATALOG_URI", f"sqlite:///{tmp_path / 'catalog.db'}")
-    clean_env.setenv("KAPPA_CATALOG_WAREHOUSE", f"file://{tmp_path / 'warehouse'}")
-    get_settings.cache_clear()
-    settings = get_settings()
-    create_all(settings, lake_tables(settings))
-    yield settings
-
-
-def _append(settings: Settings, ident: str, rows: list[dict[str, Any]]) -> None:
-    table = load(settings, ident)
-    table.append(pa.Table.from_pylist(rows, schema=table.schema().as_arrow()))
 
 
 def _fill(settings: Settings, *, windows: int = 200, bad: bool = False) -> Inputs:
@@ -63,7 +42,7 @@ def _fill(settings: Settings, *, windows: int = 200, bad: bool = False) -> Input
         }
         for i in range(windows)
     ]
-    _append(settings, inputs.activity, activity)
+    append(settings, inputs.activity, activity)
     sessions = [
         {
             "user_id": 1,
@@ -78,7 +57,7 @@ def _fill(settings: Settings, *, windows: int = 200, bad: bool = False) -> Input
             "computed_at": T0,
         }
     ]
-    _append(settings, inputs.sessions, sessions)
+    append(settings, inputs.sessions, sessions)
     orders = [
         {
             "op": "c",
@@ -94,7 +73,7 @@ def _fill(settings: Settings, *, windows: int = 200, bad: bool = False) -> Input
         }
         for i in range(30)
     ]
-    _append(settings, inputs.orders, orders)
+    append(settings, inputs.orders, orders)
     return inputs
 
 
