@@ -13,7 +13,7 @@ definition, every engine.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -211,17 +211,7 @@ MAX = Fn(
     combine=_larger,
     result=_same,
 )
-ANY = Fn(  # of a condition: did it hold for one event
-    "any",
-    total=_max,
-    partial=_max,
-    merge=_max,
-    type="boolean",
-    start=lambda: None,
-    add=_larger,
-    combine=_larger,
-    result=_same,
-)
+ANY = replace(MAX, name="any", type="boolean")  # of a condition: did it hold for one event
 
 
 def _lit_one() -> Any:

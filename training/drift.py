@@ -122,7 +122,7 @@ def champion_snapshots(settings: Settings) -> tuple[str, dict[str, int]]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from training.trainer import CHAMPION, SNAPSHOT_TAG
+    from training.trainer import CHAMPION, pinned_snapshots
 
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     name = settings.training.model_name
@@ -134,11 +134,7 @@ def champion_snapshots(settings: Settings) -> tuple[str, dict[str, int]]:
             "--reference SNAPSHOTS"
         ) from exc
     run_id = str(version.run_id)
-    tags = client.get_run(run_id).data.tags
-    pinned = {
-        k.removeprefix(SNAPSHOT_TAG): int(v) for k, v in tags.items() if k.startswith(SNAPSHOT_TAG)
-    }
-    return run_id, pinned
+    return run_id, pinned_snapshots(client.get_run(run_id).data.tags)
 
 
 def report(

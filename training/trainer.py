@@ -339,10 +339,13 @@ def last_snapshots(settings: Settings) -> tuple[str, dict[str, int]] | None:
     if not runs:
         return None
     run = runs[0]
-    return run.info.run_id, {
-        k.removeprefix(SNAPSHOT_TAG): int(v)
-        for k, v in run.data.tags.items()
-        if k.startswith(SNAPSHOT_TAG)
+    return run.info.run_id, pinned_snapshots(run.data.tags)
+
+
+def pinned_snapshots(tags: dict[str, str]) -> dict[str, int]:
+    """table -> snapshot id, from a run's ``kappa.snapshot.<table>`` tags."""
+    return {
+        k.removeprefix(SNAPSHOT_TAG): int(v) for k, v in tags.items() if k.startswith(SNAPSHOT_TAG)
     }
 
 
@@ -382,9 +385,7 @@ def reproduce(settings: Settings, run_id: str) -> dict[str, Any]:
     mlflow = _mlflow(settings)
     run = mlflow.get_run(run_id)
     tags, params = run.data.tags, run.data.params
-    snapshots = {
-        k.removeprefix(SNAPSHOT_TAG): int(v) for k, v in tags.items() if k.startswith(SNAPSHOT_TAG)
-    }
+    snapshots = pinned_snapshots(tags)
     if not snapshots:
         raise TrainingError(f"run {run_id} has no kappa snapshot tags: not a kappa training run")
     idents = json.loads(tags["kappa.inputs"])
@@ -463,11 +464,7 @@ def history(settings: Settings, max_runs: int = 200) -> list[dict[str, Any]]:
                 "champion": version is not None and str(version) == champion,
                 "dataset_digest": tags.get("kappa.dataset_digest"),
                 "inputs": json.loads(tags.get("kappa.inputs", "[]")),
-                "snapshots": {
-                    k[len(SNAPSHOT_TAG) :]: int(v)
-                    for k, v in tags.items()
-                    if k.startswith(SNAPSHOT_TAG)
-                },
+                "snapshots": pinned_snapshots(tags),
             }
         )
     return out
