@@ -29,7 +29,7 @@ SILENT_S = 90.0
 """A spark-submit that printed nothing at all by then is replaced (seen twice in CI
 right after a ``kill -9``, cause unknown): killed, so the supervisor starts it again."""
 
-READY_EVENTS = frozenset({"query_started", "waiting_for_schema"})
+READY_EVENTS = frozenset({"query_started", "waiting_for_schema", "online_ready"})
 """The JSON log events (``event`` field) a job's driver logs once it is up."""
 
 

@@ -33,6 +33,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "warehouse": ("kappa.cli.warehouse", "warehouse"),
     "quality": ("kappa.cli.quality", "quality"),
     "drift": ("kappa.cli.drift", "drift"),
+    "online": ("kappa.cli.online", "online"),
     "airflow": ("kappa.cli.airflow", "airflow"),
 }
 

@@ -25,6 +25,7 @@ from kappa.exceptions import SettingsError
 from kappa.settings._base import PROJECT_ROOT
 from kappa.settings.pipeline import (
     FeatureSettings,
+    OnlineSettings,
     ProducerSettings,
     SparkSettings,
     SupervisorSettings,
@@ -49,6 +50,7 @@ __all__ = [
     "FeatureSettings",
     "KafkaSettings",
     "MlflowSettings",
+    "OnlineSettings",
     "PostgresSettings",
     "ProducerSettings",
     "RegistrySettings",
@@ -77,6 +79,7 @@ class Settings(BaseSettings):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    online: OnlineSettings = Field(default_factory=OnlineSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)

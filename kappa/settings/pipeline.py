@@ -223,3 +223,42 @@ class TrainingSettings(BaseSettings):
         default=None,
         description="Artifact root (path or s3://); default: <state>/mlflow-artifacts.",
     )
+
+
+class OnlineSettings(BaseSettings):
+    """The online feature view (faust-streaming worker, ``kappa online``)."""
+
+    model_config = _config("KAPPA_ONLINE_")
+
+    host: str = Field(default="127.0.0.1", description="Where the view serves HTTP.")
+    port: int = Field(default=8075, description="HTTP port of GET /features/users/{id}.")
+    group: str = Field(
+        default="kappa-online",
+        description="Its consumer group (and faust app id: changelog topics are named by it).",
+    )
+    retention: Duration = Field(
+        default=timedelta(hours=1),
+        description="Closed windows stay in the view this long behind its watermark (event "
+        "time), so `kappa online check` can compare them.",
+    )
+    batch_size: int = Field(default=500, description="Events taken from the stream at once.")
+    batch_wait: Duration = Field(
+        default=timedelta(milliseconds=20),
+        description="Longest wait to fill a batch (bounds the view's lag at low rates).",
+    )
+    flush_interval: Duration = Field(
+        default=timedelta(seconds=1),
+        description="Changed per-user state goes to the changelog topic (and the events "
+        "are acknowledged, so offsets can be committed) at least this often.",
+    )
+    idle_partition: Duration = Field(
+        default=timedelta(seconds=10),
+        description="A partition silent this long no longer holds the watermark back.",
+    )
+    near_wall: Duration = Field(
+        default=timedelta(seconds=10),
+        description="An event counted within the event time the stream covered in this much "
+        "wall time of the watermark is marked near it: the offline job, whose watermark moves "
+        "per micro-batch, may have decided it late (`kappa online check` reports such windows "
+        "apart).",
+    )

@@ -94,6 +94,7 @@ def test_a_feature_set_defined_once_streams_backfills_and_has_its_table(
             expect["max_price"],
         ), (user, start)
     assert any(r["max_price"] is None for r in got.values()), "a window without any price"
+    _assert_the_online_view_has_the_same_windows(lake, topic, got)
 
     record = bf.create(
         lake,
@@ -112,3 +113,33 @@ def test_a_feature_set_defined_once_streams_backfills_and_has_its_table(
         assert staged == without_computed_at(got)
     finally:
         bf.discard(lake, bf.load(lake, record.id))
+
+
+def _assert_the_online_view_has_the_same_windows(
+    lake: Settings, topic: str, got: dict[tuple, dict[str, Any]]
+) -> None:
+    """The online view's arithmetic (the worker's ``OnlineView``) over the topic, in the
+    order of its partitions, keeps the set (keyed by user) and closes the table's windows."""
+    from stream_jobs.online.view import OnlineView, online_sets
+
+    assert NAME in online_sets()
+    records = oracle.consume(lake, topic)  # with the flush event: it closes every window
+    view = OnlineView(
+        lake.model_copy(
+            update={"online": lake.online.model_copy(update={"retention": timedelta(days=30)})}
+        ),
+        partitions=3,
+    )
+    by_partition = [[r for r in records if r["kafka_partition"] == p] for p in range(3)]
+    for step in range(0, max(len(p) for p in by_partition), 50):
+        for p, mine in enumerate(by_partition):
+            view.apply([(p, r) for r in mine[step : step + 50]], now=float(step))
+    online = {(r["user_id"], r["window_start"]): r for r in view.closed(NAME)}
+    assert online.keys() == {(k, utc(t)) for k, t in got}
+    for (user, start), row in got.items():
+        mine = online[(user, utc(start))]
+        assert (mine["window_end"], mine["searches"], mine["max_price"]) == (
+            utc(row["window_end"]),
+            row["searches"],
+            row["max_price"],
+        ), (user, start)

@@ -1,0 +1,255 @@
+"""The online view (faust-streaming worker): events/s, lag behind the topic, GET latency.
+
+Three measurements, each on a topic of its own, with a worker of its own (its own
+consumer group, port and changelog topic):
+
+1. **catch-up**: the worker over a pre-filled topic of ``KAPPA_BENCH_ONLINE_EVENTS``
+   (100,000) events; events/s until every record is counted. Reference in the same run:
+   a plain confluent-kafka consumer that only decodes the same records with fastavro (the
+   floor of reading + decoding in Python).
+2. **live**: the simulator sending ``KAPPA_BENCH_ONLINE_RATE`` (5,000) events/s for
+   ``KAPPA_BENCH_ONLINE_SECONDS`` (60) while the worker counts them; the view's lag (its
+   processing time less the record's append time) p50/p99, and the events/s it kept up.
+3. **serving**: ``GET /features/users/{id}`` for random known users at a constant
+   ``KAPPA_BENCH_ONLINE_RPS`` (2,000) requests/s from a second process (vegeta, built
+   once with ``go install`` into ``<state>/tools``) while the live traffic runs:
+   latency p50/p99 and the share of 200s.
+
+Targets (issue 17): p99 GET <= 10 ms, lag p99 <= 1 s, at 5,000 events/s.
+
+    python -m benchmarks bench_online
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from kappa.settings import PROJECT_ROOT, Settings, get_settings
+from producers.run import RunOptions, SimulationConfig, produce, simulate
+
+VEGETA = "github.com/tsenart/vegeta/v12@v12.13.0"
+
+
+def _worker(settings: Settings, topic: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAPPA_ONLINE_GROUP": f"bench-online-{topic}",
+            "KAPPA_ONLINE_PORT": str(port),
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+    )
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_jobs.online.worker", "--topic", topic],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _status(port: int) -> dict[str, Any]:
+    try:
+        return dict(requests.get(f"http://127.0.0.1:{port}/status", timeout=5).json())
+    except (requests.RequestException, ValueError):
+        return {}
+
+
+def _seen(status: dict[str, Any]) -> int:
+    counts = status.get("counts") or {}
+    return sum(int(counts.get(k, 0)) for k in ("events", "duplicates", "late", "refused"))
+
+
+def _wait_up(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the worker exited ({proc.returncode})")
+        if _status(port):
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the worker did not answer")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    from kappa.processes import end_group
+
+    end_group(proc.pid, 20)
+
+
+def reference_decode(settings: Settings, topic: str, n: int) -> float:
+    """Events/s of a plain confluent-kafka consumer decoding with fastavro (no state)."""
+    from confluent_kafka import Consumer
+    from fastavro import parse_schema, schemaless_reader
+
+    from kappa import registry
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": f"bench-ref-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    readers: dict[int, Any] = {}
+    got, t0 = 0, None
+    while got < n:
+        for msg in consumer.consume(1000, timeout=1.0):
+            if msg.error() or msg.value() is None:
+                continue
+            t0 = t0 or time.perf_counter()
+            value = msg.value() or b""
+            sid = int.from_bytes(value[1:5], "big")
+            if sid not in readers:
+                text = registry.schema_by_id(settings.registry.ccompat_url, sid)
+                readers[sid] = parse_schema(json.loads(text or "{}"))
+            schemaless_reader(io.BytesIO(value[5:]), readers[sid], None)
+            got += 1
+    consumer.close()
+    return got / (time.perf_counter() - (t0 or time.perf_counter()))
+
+
+def catch_up(settings: Settings, folder: Path, n: int) -> dict[str, Any]:
+    topic = f"bench_online_{uuid.uuid4().hex[:8]}"
+    filled = simulate(n, seed=5, settings=settings, topic=topic, pg_schema=None)
+    port = settings.online.port + 11
+    proc = _worker(settings, topic, port, folder / "catch-up.log")
+    try:
+        _wait_up(port, proc)
+        seen = 0
+        while seen == 0:  # from the first event counted (start-up and group join aside)
+            time.sleep(0.1)
+            seen = _seen(_status(port))
+        t0, first = time.perf_counter(), seen
+        while seen < filled.delivered and time.perf_counter() - t0 < 1800:
+            time.sleep(0.5)
+            seen = _seen(_status(port))
+        elapsed = time.perf_counter() - t0
+        seen -= first
+    finally:
+        _stop(proc)
+    reference = reference_decode(settings, topic, filled.delivered)
+    rate = seen / elapsed
+    return {
+        "events": filled.delivered,
+        "counted": seen,
+        "online_events_per_s": round(rate),
+        "reference_decode_only_events_per_s": round(reference),
+        "ratio_to_decode_only": round(rate / reference, 3),
+    }
+
+
+def _vegeta(settings: Settings) -> Path:
+    found = shutil.which("vegeta")
+    if found:
+        return Path(found)
+    tools = settings.stack.state_dir / "tools" / "bin"
+    binary = tools / "vegeta"
+    if not binary.exists():
+        tools.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GOBIN": str(tools)}
+        subprocess.run(["go", "install", VEGETA], check=True, env=env)
+    return binary
+
+
+def serve_load(
+    settings: Settings, port: int, users: list[int], rps: int, seconds: int
+) -> dict[str, Any]:
+    """vegeta at a constant rate against random known users: latency percentiles."""
+    vegeta = _vegeta(settings)
+    targets = "\n".join(
+        f"GET http://127.0.0.1:{port}/features/users/{random.choice(users)}" for _ in range(5000)
+    )
+    attack = subprocess.run(
+        [str(vegeta), "attack", f"-rate={rps}", f"-duration={seconds}s", "-timeout=5s"],
+        input=targets.encode(),
+        capture_output=True,
+        check=True,
+    )
+    report = subprocess.run(
+        [str(vegeta), "report", "-type=json"], input=attack.stdout, capture_output=True, check=True
+    )
+    found = json.loads(report.stdout)
+    lat = found["latencies"]
+    return {
+        "requests": found["requests"],
+        "rate_per_s": round(found["rate"]),
+        "success": found["success"],
+        "p50_ms": round(lat["50th"] / 1e6, 2),
+        "p99_ms": round(lat["99th"] / 1e6, 2),
+        "max_ms": round(lat["max"] / 1e6, 2),
+    }
+
+
+def live(settings: Settings, folder: Path, rate: int, seconds: int, rps: int) -> dict[str, Any]:
+    topic = f"bench_online_live_{uuid.uuid4().hex[:8]}"
+    from kappa.topics import ensure_clicks
+
+    ensure_clicks(settings, topic)
+    port = settings.online.port + 12
+    proc = _worker(settings, topic, port, folder / "live.log")
+    result: dict[str, Any] = {}
+    try:
+        _wait_up(port, proc)
+        sent: dict[str, Any] = {}
+
+        def send() -> None:
+            summary = produce(
+                SimulationConfig(seed=int(time.time()), customers=20_000),
+                RunOptions(duration_s=seconds, rate=rate, topic=topic, pg_schema=None),
+                settings,
+            )
+            sent["delivered"] = summary.delivered
+
+        producer = threading.Thread(target=send)
+        producer.start()
+        time.sleep(min(20, seconds / 3))  # warm: users known, lag settled
+        users = [1 + i for i in range(20_000)]
+        result["serving"] = serve_load(settings, port, users, rps, max(10, seconds // 3))
+        producer.join()
+        time.sleep(3)
+        status = _status(port)
+        result.update(
+            {
+                "rate_asked": rate,
+                "delivered": sent.get("delivered"),
+                "counted": _seen(status),
+                "lag_s": status.get("lag_s"),
+            }
+        )
+    finally:
+        _stop(proc)
+    return result
+
+
+def main() -> dict[str, Any]:
+    settings = get_settings()
+    folder = settings.stack.state_dir / "bench" / "online"
+    folder.mkdir(parents=True, exist_ok=True)
+    n = int(os.environ.get("KAPPA_BENCH_ONLINE_EVENTS", "100000"))
+    rate = int(os.environ.get("KAPPA_BENCH_ONLINE_RATE", "5000"))
+    seconds = int(os.environ.get("KAPPA_BENCH_ONLINE_SECONDS", "60"))
+    rps = int(os.environ.get("KAPPA_BENCH_ONLINE_RPS", "2000"))
+    result: dict[str, Any] = {"cores": os.cpu_count()}
+    if os.environ.get("KAPPA_BENCH_ONLINE_SKIP_CATCH_UP") != "1":
+        result["catch_up"] = catch_up(settings, folder, n)
+        print(result, flush=True)
+    result["live"] = live(settings, folder, rate, seconds, rps)
+    print(result, flush=True)
+    return result

@@ -1,0 +1,1 @@
+"""The online feature view: a faust-streaming worker beside Spark (see ``worker``)."""
