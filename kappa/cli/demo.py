@@ -79,6 +79,16 @@ def _print_summary(facts: dict[str, Any], saved: str) -> None:
     else:
         click.echo("model: none this time (too little data; run `kappa train` later)")
     cmd = facts["commands"]
+    served = facts.get("online") or {}
+    if served.get("settled"):
+        found = served["check"]
+        click.echo(
+            f"online view vs feature tables: skew {found['skew']} of {found['compared']:,} "
+            f"closed windows compared ({cmd['online_check']})"
+        )
+        click.echo(f"  one user's online features: {served['curl']}")
+    else:
+        click.echo("online view: still reading (see `kappa online status`)")
     click.echo(f"""
 Where to look
   MLflow UI:  {facts["mlflow_ui"]}{"   model: " + model["url"] if model else ""}
@@ -96,4 +106,4 @@ Airflow DAGs (dags/) on this data: {cmd["airflow_training"]}
                                    {cmd["airflow_maintenance"]}
   scheduler and UI on 127.0.0.1:8080: {cmd["airflow_ui"]}
 Stop:     {cmd["stop"]}
-The stack and the three streaming jobs keep running.""")
+The stack, the three streaming jobs and the online view keep running.""")

@@ -64,18 +64,18 @@ def _print_status(s: dict[str, Any]) -> None:
     view = s.get("view") or {}
     lag = view.get("lag_s") or {}
     counts = view.get("counts") or {}
+    state, restarts, uptime, last_exit = supervision_cells(s["supervisor"])
     print_table(
-        "online view",
+        f"online view ({s['url']})",
         [
             "pid",
             "state",
             "restarts",
             "uptime",
-            "last exit",
             "users",
             "events",
             "late",
-            "duplicates",
+            "dupl.",
             "refused",
             "watermark",
             "lag p50/p99 s",
@@ -83,7 +83,9 @@ def _print_status(s: dict[str, Any]) -> None:
         [
             [
                 s["pid"],
-                *supervision_cells(s["supervisor"]),
+                state,
+                restarts,
+                uptime,
                 view.get("users"),
                 counts.get("events"),
                 counts.get("late"),
@@ -94,6 +96,8 @@ def _print_status(s: dict[str, Any]) -> None:
             ]
         ],
     )
+    if last_exit:
+        click.echo(f"last exit: {last_exit}")
     if "error" in view:
         click.echo(view["error"])
     click.echo(f"log: {s['log']}")

@@ -120,6 +120,10 @@ def _print_status(view: dict[str, Any]) -> None:
                 for t in view["tables"]
             ],
         )
+    if "online" in view:
+        from kappa.cli.online import _print_status as print_online
+
+        print_online(view["online"])
     if "quarantine" in view:
         quarantined = view["quarantine"]
         print_table(

@@ -95,12 +95,14 @@ def run(settings: Settings, options: DemoOptions, report: Report = logger.info) 
     report(f"{STEP}waiting for the streaming jobs to catch up")
     if not caught_up(settings, timeout_s=CATCH_UP_TIMEOUT_S):
         report("the jobs are still behind after 10 minutes; see `kappa stream status`")
+    served = check_online(settings, report)
     backfill = backfill_features(settings, report)
     model = train_once(settings, report)
     report(f"{STEP}report")
     written = page.write(page.gather(settings), settings.stack.state_dir / "report" / "index.html")
     report(f"wrote {written}")
     facts = summarize(settings, traffic, backfill, model, written)
+    facts["online"] = served
     saved = settings.stack.state_dir / "demo" / "summary.json"
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(facts, indent=2, default=str))
@@ -117,6 +119,7 @@ def start_stack(settings: Settings, report: Report = logger.info) -> None:
     from schemas.contracts import CLICK_EVENT
     from schemas.oltp import shop_ddl
     from stream_jobs import launcher
+    from stream_jobs.online import launcher as online
 
     report(f"{STEP}stack")
     stack.up(settings, report=report)
@@ -132,6 +135,9 @@ def start_stack(settings: Settings, report: Report = logger.info) -> None:
     pids = launcher.start_many(settings, [(job, None, None) for job in names.JOBS])
     for job, pid in zip(names.JOBS, pids, strict=True):
         report(f"{job}: pid {pid}, log {launcher.job_dir(settings, job) / 'driver.log'}")
+    report(f"{STEP}online feature view")
+    pid, _ = online.start(settings)
+    report(f"online: pid {pid}, GET {online.url(settings, '/features/users/{user_id}')}")
 
 
 def shop_speed(start: datetime, wall_s: float) -> float:
@@ -175,6 +181,34 @@ def caught_up(settings: Settings, timeout_s: float) -> bool:
             return True
         time.sleep(5)
     return False
+
+
+def check_online(settings: Settings, report: Report = logger.info) -> dict[str, Any]:
+    """Once the online view has read every event: one user's online features (the curl
+    that asks for them) and the skew check against the feature tables."""
+    import requests
+
+    from stream_jobs.online import check, launcher
+
+    report(f"{STEP}online view: skew against the feature tables")
+    view = launcher.settled(settings, timeout_s=CATCH_UP_TIMEOUT_S)
+    if view is None:
+        report("the online view is still reading; see `kappa online status`")
+        return {"settled": False}
+    rows = check.online_windows(launcher.url(settings), "user_activity_1m")[1]
+    user = max(rows, key=lambda r: r["window_end"])["user_id"] if rows else 1
+    url = launcher.url(settings, f"/features/users/{user}")
+    features = requests.get(url, timeout=30).json()
+    result = check.check(settings, launcher.url(settings))
+    per_set = {n: {k: r[k] for k in check.COUNTS} for n, r in result["feature_sets"].items()}
+    report(f"skew {result['skew']} of {result['compared']} closed windows compared: {per_set}")
+    return {
+        "settled": True,
+        "curl": f"curl -s {url}",
+        "user": features,
+        "check": {"skew": result["skew"], "compared": result["compared"], **per_set},
+        "events": view.get("counts"),
+    }
 
 
 def backfill_features(settings: Settings, report: Report = logger.info) -> dict[str, Any]:
@@ -239,6 +273,7 @@ def summarize(
         "snippets": snippets(SNIPPET_TABLE, pinned),
         "commands": {
             "status": ".venv/bin/kappa status",
+            "online_check": ".venv/bin/kappa online check",
             "replay": ".venv/bin/kappa backfill start features --from earliest",
             "retrain": ".venv/bin/kappa train --output json",
             "report": ".venv/bin/kappa report",
@@ -247,7 +282,7 @@ def summarize(
             "airflow_maintenance": ".venv/bin/kappa airflow run dags test kappa_maintenance",
             "airflow_ui": ".venv/bin/kappa airflow up",
             "stop": f"for j in {' '.join(names.JOBS)}; do .venv/bin/kappa stream stop $j; "
-            "done; .venv/bin/kappa down",
+            "done; .venv/bin/kappa online stop; .venv/bin/kappa down",
         },
     }
 

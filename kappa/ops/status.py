@@ -100,7 +100,20 @@ def status(settings: Settings, *, only_services: bool = False) -> dict[str, Any]
     view["queries"] = queries(settings)
     view["tables"] = tables(settings)
     view["quarantine"] = quarantine(settings)
+    served = online(settings)
+    if served is not None:
+        view["online"] = served
     return view
+
+
+def online(settings: Settings) -> dict[str, Any] | None:
+    """The online view's worker, once it has been started here (else None)."""
+    from stream_jobs import launcher
+    from stream_jobs.online import launcher as view
+
+    if not launcher.job_dir(settings, view.NAME).exists():
+        return None
+    return view.status(settings)
 
 
 DOWN = ("gave_up", "dead")
@@ -110,7 +123,10 @@ DOWN = ("gave_up", "dead")
 def healthy(view: dict[str, Any]) -> bool:
     """Whether every service and connector in ``view`` (from :func:`status`) is healthy and
     no job's supervisor gave up (or died)."""
-    jobs_up = all(q["supervisor"].get("status") not in DOWN for q in view.get("queries", []))
+    supervised = [q["supervisor"] for q in view.get("queries", [])]
+    if "online" in view:
+        supervised.append(view["online"]["supervisor"])
+    jobs_up = all(s.get("status") not in DOWN for s in supervised)
     return (
         jobs_up
         and all(r["healthy"] for r in view["services"])

@@ -28,6 +28,7 @@ from stream_jobs.online.view import MICROS, instant
 from stream_jobs.progress import last_progress
 
 CHECKED = ("user_activity_1m", "user_activity_1h")
+COUNTS = ("compared", "identical", "differing", "at_watermark", "only_online", "only_offline")
 EXAMPLES = 5
 
 

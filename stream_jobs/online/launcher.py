@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import requests
@@ -71,6 +72,27 @@ def start(settings: Settings, topic: str | None = None) -> tuple[int, bool]:
 def stop(settings: Settings, force: bool = False) -> bool:
     """Stop the worker and its supervisor; its state stays in the changelog topic."""
     return launcher.stop(settings, NAME, timeout_s=None if not force else 0, force=force)
+
+
+def settled(settings: Settings, timeout_s: float) -> dict[str, Any] | None:
+    """Wait until the view has read everything and closed what it can: every partition
+    idle, the watermark at the newest event time less the delay. Its ``/status`` then
+    (None at the timeout)."""
+    from datetime import datetime
+
+    delay = settings.features.watermark_delay
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        view = status(settings).get("view") or {}
+        mark, newest = view.get("watermark"), view.get("stream_time")
+        if (
+            mark
+            and newest
+            and datetime.fromisoformat(newest) - datetime.fromisoformat(mark) == delay
+        ):
+            return view
+        time.sleep(2)
+    return None
 
 
 def status(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:

@@ -167,7 +167,10 @@ def demo(lake: Settings) -> Iterator[dict[str, Any]]:
     Session-scoped: the demo's tests and the orchestration tests (which run on the data
     it made) share one run. The jobs it started stop at the end of the session.
     """
+    from stream_jobs.online import launcher as online
+
     running = {j for j in JOBS if launcher.pid(lake, j) is not None}
+    serving = online.pid(lake) is not None
     before = topics.records(lake, lake.topics.clicks)
     try:
         proc = subprocess.run(
@@ -190,3 +193,5 @@ def demo(lake: Settings) -> Iterator[dict[str, Any]]:
         for job in JOBS:
             if job not in running:
                 launcher.stop(lake, job)
+        if not serving:
+            online.stop(lake)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,43 @@ def test_status_is_the_operators_view(demo: dict[str, Any], lake: Settings) -> N
         held = table.scan().to_arrow().num_rows if table.current_snapshot() else 0
         counted = sum(q["count"] for q in view["quarantine"] if q["table"] == ident)
         assert counted == held, ident
+
+
+def test_the_online_view_answers_as_printed_and_equals_the_tables(
+    demo: dict[str, Any], lake: Settings
+) -> None:
+    """The demo started the online view: the printed curl gives one user's windows (those
+    the summary saved), and its closed windows equal the feature tables (skew 0)."""
+    served = demo["facts"]["online"]
+    assert served["settled"], served
+    assert served["curl"] in demo["stdout"]
+    assert served["check"]["skew"] == 0, served["check"]
+    assert served["check"]["user_activity_1m"]["compared"] > 1000, served["check"]
+    assert served["check"]["user_activity_1h"]["compared"] > 1000, served["check"]
+    answer = json.loads(
+        subprocess.run(
+            served["curl"], shell=True, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert answer["user_id"] == served["user"]["user_id"] and answer["known"]
+    last = answer["user_activity_1m"]["last_closed"]
+    assert last == served["user"]["user_activity_1m"]["last_closed"]  # closed: final
+    rows = (
+        load_catalog(lake)
+        .load_table("features.user_activity_1m")
+        .scan(row_filter=f"user_id = {answer['user_id']}")
+        .to_arrow()
+        .to_pylist()
+    )
+    start = datetime.fromisoformat(last["window_start"])
+    assert [r["events"] for r in rows if r["window_start"] == start] == [last["events"]]
+    view = json.loads(
+        subprocess.run(
+            [KAPPA, "status", "--output", "json"], check=False, capture_output=True, text=True
+        ).stdout
+    )
+    assert view["online"]["supervisor"]["status"] == "running"
+    assert view["online"]["view"]["counts"]["events"] > 0
 
 
 def test_the_replay_enriches_as_live_did_across_profile_changes(

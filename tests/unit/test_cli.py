@@ -28,6 +28,7 @@ PORTS = (
     "KAPPA_REGISTRY_PORT",
     "KAPPA_CONNECT_PORT",
     "KAPPA_MLFLOW_PORT",
+    "KAPPA_ONLINE_PORT",
 )
 
 
@@ -389,6 +390,21 @@ def test_features_late_without_postgres() -> None:
 )
 def test_backfill_start_refuses_bad_input(args: list[str], words: list[str]) -> None:
     one_error_line(kappa("backfill", "start", *args), *words)
+
+
+def test_online_start_without_kafka() -> None:
+    not_running(kappa("online", "start"), "Kafka not reachable", "`kappa up`")
+
+
+def test_online_check_without_the_view() -> None:
+    one_error_line(kappa("online", "check"), "does not answer", "`kappa online start`")
+
+
+def test_online_status_when_it_never_ran() -> None:
+    result = kappa("online", "status", "--output", "json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["pid"] is None and found["supervisor"] == {"supervised": False}
 
 
 def test_backfill_start_without_kafka() -> None:
