@@ -95,9 +95,12 @@ class SimulationConfig:
     # population: each session that ends is followed by another), already mid-visit at the
     # start, clicking every REAL_TIME_THINK_S on average: the rate holds from the first second.
     click_rate: float | None = None
+    # Added to every customer's propensity (capped at 0.99): the same people behave
+    # otherwise (more carts, longer sessions) — a shifted feature distribution, for drift.
+    shift: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("late_fraction", "duplicate_fraction"):
+        for name in ("late_fraction", "duplicate_fraction", "shift"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
         if self.customers < 1 or self.products < 1:
@@ -381,7 +384,8 @@ class Simulator:
         if customer.active:  # already browsing: one session per customer at a time
             return
         customer.active = True
-        propensity = round(customer.propensity, 2) if self.config.signal else 0.25
+        propensity = customer.propensity if self.config.signal else 0.25
+        propensity = round(min(0.99, propensity + self.config.shift), 2)
         conversion = _CONVERSION[(when // _HOUR_MS) % 24]
         session_id = f"{self.rng.getrandbits(64):016x}"
         first = SEARCH if self.rng.random() < 0.3 else PAGE_VIEW

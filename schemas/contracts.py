@@ -54,6 +54,12 @@ CLICK_EVENT = Contract(CLICKS_TOPIC, AVRO_DIR / "click_event.avsc", key_field="u
 CLICK_EVENT_V2 = Contract(CLICKS_TOPIC, AVRO_DIR / "click_event_v2.avsc", key_field="user_id")
 """Version 2 (adds the optional ``referrer``): the evolution example, BACKWARD compatible."""
 
+LAKE_COMMIT = Contract("kappa.lake-commits", AVRO_DIR / "lake_commit.avsc", key_field="table")
+"""An Iceberg commit of a streaming job: what the control plane's triggers count."""
+
+ALERT = Contract("kappa.alerts", AVRO_DIR / "alert.avsc", key_field="kind")
+"""An alert or a training round the control plane started or saw finish."""
+
 CONTRACTS: tuple[Contract, ...] = (CLICK_EVENT,)
 """The contracts ``kappa schemas register`` registers: the current version of each topic."""
 

@@ -25,6 +25,7 @@ from kappa.durations import to_spark
 from kappa.names import BATCH_ID_PROP, QUERY_ID_PROP
 from kappa.settings import Settings
 from kappa.spark import checkpoint_root
+from stream_jobs import commits
 from stream_jobs.progress import ProgressWriter, batch_key, follows, progress_path
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def append_once(
     ctx: JobContext, df: Any, ident: str, batch_id: int, rows: int | None = None
 ) -> int:
     """Append ``df`` to ``ident`` unless this batch is already there; rows appended.
+    The commit is published as an event (``stream_jobs.commits``) for the control plane.
 
     ``df`` is counted before it is written unless the caller knows its ``rows``; when
     it is counted and expensive, the caller should persist it.
@@ -157,6 +159,7 @@ def append_once(
         .option(f"snapshot-property.{BATCH_ID_PROP}", str(batch_id))
         .append()
     )
+    commits.log_for(ctx.settings).publish(ident, ctx.query_id, batch_id, int(rows))
     return int(rows)
 
 

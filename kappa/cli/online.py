@@ -98,6 +98,21 @@ def _print_status(s: dict[str, Any]) -> None:
     )
     if last_exit:
         click.echo(f"last exit: {last_exit}")
+    control = view.get("control")
+    if control:
+        round_ = control.get("last_round") or {}
+        click.echo(
+            f"control plane: {control['rows_since_round']:,} of {control['threshold']:,} labelled "
+            f"rows towards the next training round"
+            + (", a round is running" if control.get("training_running") else "")
+        )
+        if round_:
+            click.echo(
+                f"  last round: {round_.get('reason')} (exit code {round_.get('exit_code')}, "
+                f"log {round_.get('log')})"
+            )
+        for alert in (control.get("alerts") or [])[-3:]:
+            click.echo(f"  alert {alert['kind']}: {alert['message']}")
     if "error" in view:
         click.echo(view["error"])
     click.echo(f"log: {s['log']}")

@@ -83,6 +83,14 @@ def _start(value: str) -> dt.datetime:
     "--no-signal", is_flag=True, help="Propensity drives nothing; orders independent of clicks."
 )
 @click.option(
+    "--shift",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Added to every customer's propensity: the same people browse otherwise (more "
+    "carts, longer sessions), a shifted feature distribution (see `kappa drift`).",
+)
+@click.option(
     "--customers",
     type=click.IntRange(min=1),
     default=None,
@@ -110,6 +118,7 @@ def produce(
     late_fraction: float,
     duplicate_fraction: float,
     no_signal: bool,
+    shift: float,
     customers: int | None,
     products: int,
     topic: str | None,
@@ -138,6 +147,7 @@ def produce(
             late_fraction=late_fraction,
             duplicate_fraction=duplicate_fraction,
             signal=not no_signal,
+            shift=shift,
         )
         options = RunOptions(
             count=count,

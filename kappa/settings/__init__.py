@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from kappa.exceptions import SettingsError
 from kappa.settings._base import PROJECT_ROOT
 from kappa.settings.pipeline import (
+    ControlSettings,
     FeatureSettings,
     OnlineSettings,
     ProducerSettings,
@@ -47,6 +48,7 @@ __all__ = [
     "PROJECT_ROOT",
     "CatalogSettings",
     "ConnectSettings",
+    "ControlSettings",
     "FeatureSettings",
     "KafkaSettings",
     "MlflowSettings",
@@ -80,6 +82,7 @@ class Settings(BaseSettings):
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     online: OnlineSettings = Field(default_factory=OnlineSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)

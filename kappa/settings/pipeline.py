@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings
 from kappa import names
 from kappa.durations import Duration
 from kappa.settings._base import _config
-from schemas.contracts import CLICKS_TOPIC
+from schemas.contracts import ALERT, CLICKS_TOPIC, LAKE_COMMIT
 
 
 class TopicSettings(BaseSettings):
@@ -262,3 +262,37 @@ class OnlineSettings(BaseSettings):
         "per micro-batch, may have decided it late (`kappa online check` reports such windows "
         "apart).",
     )
+
+
+class ControlSettings(BaseSettings):
+    """The control plane: commit events, the retraining trigger, alerts (the online worker)."""
+
+    model_config = _config("KAPPA_CONTROL_")
+
+    commits_topic: str = Field(
+        default=LAKE_COMMIT.topic,
+        description="Every Iceberg commit of a streaming job is published here.",
+    )
+    alerts_topic: str = Field(default=ALERT.topic, description="Alerts and training rounds.")
+    train_after_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="A training round starts once this many labelled rows (appended to "
+        "KAPPA_TRAINING_LABELS_TABLE) were committed since the last round started.",
+    )
+    quarantine_rows: int = Field(
+        default=100,
+        ge=1,
+        description="Alert when this many records were quarantined within quarantine_window.",
+    )
+    quarantine_window: Duration = Field(default=timedelta(minutes=10))
+    freshness: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Alert when no feature table got a commit for this long (while the "
+        "feature job has committed before).",
+    )
+    drift_every: Duration = Field(
+        default=timedelta(minutes=30),
+        description="How often `kappa drift --check` runs; a drift alerts and starts a round.",
+    )
+    drift_checks: bool = Field(default=True, description="false: the drift check never runs.")

@@ -35,10 +35,13 @@ import time
 from collections import deque
 from typing import Any
 
+from kappa import topics
 from kappa.log import configure as configure_logging
 from kappa.names import clicks_topic
 from kappa.settings import Settings, get_settings
 from stream_jobs import raw_clicks
+from stream_jobs.online import control
+from stream_jobs.online.control import Control
 from stream_jobs.online.decode import Decoder
 from stream_jobs.online.view import NEVER, OnlineView, as_json, instant
 
@@ -116,6 +119,15 @@ class Service:
         self.flush_s = cfg.flush_interval.total_seconds()
         self.batch = (cfg.batch_size, cfg.batch_wait.total_seconds())
         app.agent(clicks, name="count")(self.consume)
+        topics.ensure(settings, settings.control.commits_topic, 1, settings.kafka.replication)
+        commits = app.topic(
+            settings.control.commits_topic, key_serializer="raw", value_serializer="raw"
+        )
+        folder = settings.stack.state_dir / "online" / cfg.group
+        folder.mkdir(parents=True, exist_ok=True)
+        self.control = Control(settings, folder)
+        self.decode_commit = control.decoder(settings.registry.ccompat_url)
+        app.agent(commits, name="control")(self.commits)
         app.timer(self.flush_s, name="tick")(self.tick)
         app.task(self.ready)
         app.page("/features/users/{user_id}")(_page(self.features))
@@ -153,7 +165,17 @@ class Service:
             self.pending.append((event, stream))
         self.view.apply(batch)
 
+    async def commits(self, stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                commit = self.decode_commit(event.message.value)
+            except Exception as exc:
+                logger.warning("a commit event was not decodable: %s", exc)
+                continue
+            self.control.on_commit(commit)
+
     async def tick(self) -> None:
+        await self.control.tick()
         self.view.advance(time.monotonic())
         if self.pending or self.view.dirty or self.view.marked != self.view.clocks:
             await self.flush()
@@ -191,7 +213,9 @@ class Service:
         return web.bytes(b"\n".join(lines) + b"\n", content_type="application/x-ndjson")
 
     async def status(self, web: Any, request: Any) -> Any:
-        return _json(web, _status(self.view, self.lag, self.topic))
+        return _json(
+            web, {**_status(self.view, self.lag, self.topic), "control": self.control.state()}
+        )
 
 
 def _page(method: Any) -> Any:

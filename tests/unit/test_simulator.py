@@ -306,3 +306,18 @@ def test_a_clock_stamps_produced_at_with_the_moment_of_sending() -> None:
     sim = Simulator(SimulationConfig(seed=4, late_fraction=0.2), lambda r: r)
     sim.clock = lambda: 42
     assert {v["produced_at"] for _, v in sim.take(2000)} == {42}
+
+
+def test_a_shift_moves_the_click_mix_of_the_same_people() -> None:
+    """``shift`` raises every propensity: more of the clicks are cart adds (the features'
+    distribution moves, which ``kappa drift`` measures); the world stays the same."""
+
+    def cart_share(shift: float) -> float:
+        _, out = _run(20_000, seed=5, shift=shift)
+        kinds = [value["event_type"] for _, value in out]
+        return kinds.count("add_to_cart") / len(kinds)
+
+    plain, shifted = cart_share(0.0), cart_share(0.4)
+    assert shifted > plain * 1.25, (plain, shifted)  # 0.176 -> 0.240 with this seed
+    with pytest.raises(ValueError, match="shift"):
+        SimulationConfig(shift=1.0)
