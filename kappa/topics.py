@@ -132,3 +132,29 @@ def end_offsets(settings: Settings, topic: str, timeout_s: float = 10) -> dict[i
 def records(settings: Settings, topic: str, timeout_s: float = 10) -> int:
     """How many records the topic has ever been given (sum of its end offsets)."""
     return sum(end_offsets(settings, topic, timeout_s).values())
+
+
+def group_lag(settings: Settings, group: str, topic: str, timeout_s: float = 10) -> dict[int, int]:
+    """``{partition: records behind}`` of consumer group ``group`` on ``topic``: the log end
+    offset less the group's committed offset (all of it when the group has none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    looker = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap,
+            "group.id": group,  # only asked for its committed offsets: never joins
+            "enable.auto.commit": False,
+            **settings.kafka.client_config(),
+        },
+        logger=LIBRDKAFKA_LOG,
+    )
+    try:
+        bounds = watermarks(settings, topic, timeout_s, client=looker)
+        wanted = [TopicPartition(topic, p) for p in bounds]
+        committed = {tp.partition: tp.offset for tp in looker.committed(wanted, timeout=timeout_s)}
+        return {
+            p: high - (committed[p] if committed.get(p, -1) >= 0 else low)
+            for p, (low, high) in bounds.items()
+        }
+    finally:
+        looker.close()

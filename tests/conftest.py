@@ -47,6 +47,11 @@ def _test_environment() -> dict[str, str]:
     # raw_clicks, cdc_mirror and sessions out for 5,000 events/s), so tests wait less.
     for name in ("RAW", "CDC", "SESSIONS"):
         env[f"KAPPA_SPARK_{name}_TRIGGER_INTERVAL"] = "5s"
+    # The demo's online worker runs through the whole session: its control plane must not
+    # start training rounds under the other tests (which count models and runs). The
+    # tests of the trigger and of drift run workers of their own with their own settings.
+    env["KAPPA_CONTROL_TRAIN_AFTER_ROWS"] = "1000000000"
+    env["KAPPA_CONTROL_DRIFT_CHECKS"] = "false"
     # A loaded 2-core machine (a user's demo beside the suite) starts Connect slowly.
     env["KAPPA_HEALTH_TIMEOUT_S"] = os.environ.get(f"{TEST_ENV_PREFIX}HEALTH_TIMEOUT_S", "300")
     return env

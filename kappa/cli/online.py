@@ -98,6 +98,9 @@ def _print_status(s: dict[str, Any]) -> None:
     )
     if last_exit:
         click.echo(f"last exit: {last_exit}")
+    if s.get("behind") is not None:
+        behind = s["behind"]
+        click.echo(f"records behind the topic's end: {sum(behind.values()):,} {behind}")
     control = view.get("control")
     if control:
         round_ = control.get("last_round") or {}

@@ -195,6 +195,14 @@ def check_online(settings: Settings, report: Report = logger.info) -> dict[str, 
     if view is None:
         report("the online view is still reading; see `kappa online status`")
         return {"settled": False}
+    # the live job closes windows when its own watermark (moved per micro-batch) gets there
+    reached = datetime.fromisoformat(view["watermark"])
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        written = check.offline_watermark(settings, "user_activity_1m")
+        if written is not None and written >= reached:
+            break
+        time.sleep(2)
     rows = check.online_windows(launcher.url(settings), "user_activity_1m")[1]
     user = max(rows, key=lambda r: r["window_end"])["user_id"] if rows else 1
     url = launcher.url(settings, f"/features/users/{user}")

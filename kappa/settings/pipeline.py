@@ -237,9 +237,9 @@ class OnlineSettings(BaseSettings):
         description="Its consumer group (and faust app id: changelog topics are named by it).",
     )
     retention: Duration = Field(
-        default=timedelta(hours=1),
-        description="Closed windows stay in the view this long behind its watermark (event "
-        "time), so `kappa online check` can compare them.",
+        default=timedelta(hours=2),
+        description="A closed window stays in the view until the watermark is this far past "
+        "its end (event time), so `kappa online check` can compare it.",
     )
     batch_size: int = Field(default=500, description="Events taken from the stream at once.")
     batch_wait: Duration = Field(
@@ -275,7 +275,7 @@ class ControlSettings(BaseSettings):
     )
     alerts_topic: str = Field(default=ALERT.topic, description="Alerts and training rounds.")
     train_after_rows: int = Field(
-        default=10_000,
+        default=50_000,
         ge=1,
         description="A training round starts once this many labelled rows (appended to "
         "KAPPA_TRAINING_LABELS_TABLE) were committed since the last round started.",

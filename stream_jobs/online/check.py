@@ -78,10 +78,10 @@ def _offline(
 ) -> list[dict[str, Any]]:
     from iceberg.admin import load
 
-    start = DEFINITIONS[name].keys[1]
+    end = DEFINITIONS[name].keys_end[1]
     table = load(settings, f"{namespace}.{name}")
     scan = table.scan(
-        row_filter=f"{start} >= '{since.isoformat()}'",
+        row_filter=f"{end} > '{since.isoformat()}'",
         selected_fields=tuple(_columns(name)),
     )
     return list(scan.to_arrow().to_pylist())
@@ -94,8 +94,8 @@ def compare(
     since: datetime,
     until: datetime,
 ) -> dict[str, Any]:
-    """Match ``online`` and ``offline`` windows of ``name`` starting at or after ``since`` and
-    ending at or before ``until``; count identical, skewed and at-the-watermark ones."""
+    """Match ``online`` and ``offline`` windows of ``name`` ending after ``since`` and at or
+    before ``until``; count identical, skewed and at-the-watermark ones."""
     columns = _columns(name)
     key, start = DEFINITIONS[name].keys
     end = DEFINITIONS[name].keys_end[1]
@@ -105,7 +105,7 @@ def compare(
         out = {}
         for row in rows:
             normal = {c: _normal(row.get(c), t) for c, t in columns.items()}
-            if normal[start] < lo or normal[end] > hi:
+            if not lo < normal[end] <= hi:
                 continue  # (a window of only late events stays: marked, it explains itself)
             if marks:
                 normal["_marked"] = bool(row.get("late") or row.get("near"))

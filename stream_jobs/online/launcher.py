@@ -109,6 +109,9 @@ def status(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
             answer = requests.get(url(settings, "/status"), timeout=timeout_s)
             answer.raise_for_status()
             out["view"] = answer.json()
+            from kappa.topics import group_lag
+
+            out["behind"] = group_lag(settings, settings.online.group, out["view"]["topic"])
         except (requests.RequestException, ValueError) as exc:
             out["view"] = {"error": f"no answer from {url(settings, '/status')}: {exc}"}
     return out

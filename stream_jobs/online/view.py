@@ -127,7 +127,8 @@ class UserState:
         return state
 
     def prune(self, kept_from: int, watermark: int, sizes: dict[str, int], gap: int) -> bool:
-        """Forget what ended before ``kept_from``; whether anything is left."""
+        """Forget what only windows ending at or before ``kept_from`` need (``sizes``: each
+        set's window size); whether anything is left."""
         self.seen = {i: t for i, t in self.seen.items() if t > watermark}
         for name, panes in self.panes.items():
             size = sizes[name]
@@ -165,6 +166,9 @@ class OnlineView:
         self.near_s = settings.online.near_wall.total_seconds()
         self.panes = {
             n: spec.pane // MICROS for n, d in self.sets.items() if (spec := d.windows) is not None
+        }
+        self.sizes = {
+            n: spec.size // MICROS for n, d in self.sets.items() if (spec := d.windows) is not None
         }
         self.watermark = self.stream_time = NEVER
         self.partition_max: dict[int, int] = {}
@@ -316,6 +320,7 @@ class OnlineView:
     # --- flushing -------------------------------------------------------------------------
 
     def kept_from(self) -> int:
+        """Closed windows that end after this are kept."""
         return self.watermark - self.retention
 
     def flush(self) -> Iterator[tuple[int, bytes, bytes | None]]:
@@ -328,7 +333,7 @@ class OnlineView:
             partitions.add(partition)
             if state is None:
                 continue
-            if state.prune(kept_from, self.watermark, self.panes, self.gap):
+            if state.prune(kept_from, self.watermark, self.sizes, self.gap):
                 yield partition, key, state.encode()
             else:
                 del self.store[key]
@@ -395,14 +400,14 @@ class OnlineView:
             late_at = state.late_at.get(name, [])
             for start, last, states, late, near in state.sessions.get(name, []):
                 end = last + self.gap
-                if end <= wm and start >= kept_from:
+                if kept_from < end <= wm:
                     marks = sum(start - self.gap <= t < end + self.gap for t in late_at)
                     row = self.row(name, user_id, start, end, states)
                     yield {**row, "late": late + marks, "near": near}
             return
         size = spec.size // MICROS
         for start, (states, late, near) in sorted(self.windows(name, state).items()):
-            if start + size <= wm and start >= kept_from:
+            if kept_from < start + size <= wm:
                 yield {
                     **self.row(name, user_id, start, start + size, states),
                     "late": late,
