@@ -178,6 +178,7 @@ class OnlineView:
         self.dirty: dict[bytes, int] = {}  # user key -> partition, changed since the flush
         self.loaded = False
         self.started: float | None = None
+        self.lagging: set[int] = set()  # partitions with records left to read
         self.marked = (NEVER, NEVER)  # the clocks the changelog last got
 
     # --- clocks ---------------------------------------------------------------------
@@ -207,13 +208,18 @@ class OnlineView:
         )
 
     def advance(self, now: float) -> None:
-        """Move the watermark after a batch (never back)."""
+        """Move the watermark after a batch (never back). A partition counts while it
+        delivered within ``KAPPA_ONLINE_IDLE_PARTITION`` or has records left to read
+        (``lagging``, set by the worker from the fetcher's high watermarks)."""
         self.started = now if self.started is None else self.started
-        seen = self.partition_seen
+        seen, lagging = self.partition_seen, self.lagging
         active = [
-            t for p, t in self.partition_max.items() if now - seen.get(p, -1e18) < self.idle_s
+            t
+            for p, t in self.partition_max.items()
+            if p in lagging or now - seen.get(p, -1e18) < self.idle_s
         ]
-        if len(seen) < self.partitions and now - self.started < self.idle_s:
+        unseen = len(seen) < self.partitions and now - self.started < self.idle_s
+        if unseen or any(p not in self.partition_max for p in lagging):
             active.append(NEVER)  # a partition yet to deliver may hold older events
         newest = min(active) if active else max(self.partition_max.values(), default=NEVER)
         if newest != NEVER:

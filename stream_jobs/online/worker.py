@@ -114,6 +114,7 @@ class Service:
         self.view = OnlineView(settings, self.table.data, partitions)
         self.decoder = Decoder(settings.registry.ccompat_url, raw_clicks.contract(topic, settings))
         self.lag = Lag()
+        self.offsets: dict[int, int] = {}  # partition -> next offset to count
         self.pending: list[tuple[Any, Any]] = []  # (event, its stream): acked at the flush
         self.last_flush = time.monotonic()
         self.flush_s = cfg.flush_interval.total_seconds()
@@ -155,6 +156,7 @@ class Service:
         batch, now = [], time.time()
         for event in events:
             message = event.message
+            self.offsets[message.partition] = message.offset + 1
             record, reason = self.decoder(message.key, message.value, int(message.timestamp * 1e3))
             self.lag.add(message.timestamp, now)
             if record is None:
@@ -163,7 +165,23 @@ class Service:
             else:
                 batch.append((message.partition, record))
             self.pending.append((event, stream))
+        self.view.lagging = self.lagging()
         self.view.apply(batch)
+
+    def lagging(self) -> set[int]:
+        """Partitions the fetcher knows records beyond what was counted (or knows nothing of)."""
+        from faust.types import TP
+
+        consumer: Any = self.app.consumer
+        out = set()
+        for p in range(self.view.partitions):
+            try:
+                high = consumer.highwater(TP(self.topic, p))
+            except Exception:  # not assigned (yet)
+                continue
+            if high is None or self.offsets.get(p, 0) < high:
+                out.add(p)
+        return out
 
     async def commits(self, stream: Any) -> None:
         async for event in stream.events():
@@ -176,6 +194,7 @@ class Service:
 
     async def tick(self) -> None:
         await self.control.tick()
+        self.view.lagging = self.lagging()
         self.view.advance(time.monotonic())
         if self.pending or self.view.dirty or self.view.marked != self.view.clocks:
             await self.flush()

@@ -11,7 +11,7 @@ import pytest
 
 from kappa.settings import OnlineSettings, Settings
 from stream_jobs import feature_sets as features
-from stream_jobs.online.view import OnlineView, online_sets
+from stream_jobs.online.view import OnlineView, micros, online_sets
 from tests.integration import featureoracle as oracle
 from tests.unit.test_feature_definitions import _events
 
@@ -149,3 +149,15 @@ def test_the_skew_check_tells_windows_at_the_watermark_from_skew() -> None:
     )
     assert (got["only_online"], got["only_offline"], got["skew"]) == (1, 1, 3)
     assert {e["user_id"] for e in got["examples"]} == {2, 5, 6}
+
+
+def test_a_partition_with_records_left_holds_the_watermark_however_long_it_is_silent() -> None:
+    records = sorted(_events(200, seed=9), key=lambda r: r["event_time"])
+    view = OnlineView(_settings(), partitions=2)
+    view.apply([(0, records[0]), (1, records[0])], now=0.0)
+    view.lagging = {1}  # the fetcher has more of partition 1: it is slow, not idle
+    view.apply([(0, r) for r in records[1:]], now=1000.0)
+    assert view.watermark == micros(records[0]["event_time"]) - view.delay
+    view.lagging = set()  # read to its end and silent: it no longer holds the watermark back
+    view.advance(now=2000.0)
+    assert view.watermark == micros(records[-1]["event_time"]) - view.delay
