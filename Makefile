@@ -51,9 +51,10 @@ demo: install
 test: install
 	$(BIN)/pytest tests
 
-## make faults: the fault suite under load, each kill repeated; prints the fault table
+## make faults: the fault suite under load, each kill repeated; prints the fault table;
+## and the heavy scenarios (minutes of real-time traffic, e.g. drift)
 faults: install
-	KAPPA_TEST_FAULT_ROUNDS=3 $(BIN)/pytest -m faults tests/integration
+	KAPPA_TEST_FAULT_ROUNDS=3 KAPPA_TEST_HEAVY=1 $(BIN)/pytest -m "faults or heavy" tests/integration
 
 test-unit: install
 	$(BIN)/pytest tests/unit

@@ -88,6 +88,7 @@ class Control:
         self.drift_at = time.monotonic()
         self.out: Any = None  # the alerts topic, opened on first use
         self.publish = publish
+        self.last_drift: dict[str, Any] | None = saved.get("last_drift")
 
     # --- state ------------------------------------------------------------------------
 
@@ -98,6 +99,7 @@ class Control:
             "threshold": self.cfg.train_after_rows,
             "training_running": self.training is not None,
             "last_round": self.last_round,
+            "last_drift": self.last_drift,
             "alerts": self.alerts[-20:],
         }
 
@@ -235,14 +237,18 @@ class Control:
             env=dict(os.environ),
         )
         out, err = await proc.communicate()
-        if proc.returncode == 0:
-            return
+        self.last_drift = {"at_ms": int(time.time() * 1000), "exit_code": proc.returncode}
         try:
             found = json.loads(out)
         except ValueError:  # no champion yet, or the lake is unreachable: not a drift
-            logger.info("drift check did not run: %s", err.decode(errors="replace").strip()[-300:])
+            said = err.decode(errors="replace").strip()[-300:]
+            self.last_drift["error"] = said
+            logger.info("drift check did not run: %s", said)
             return
         drifted = found.get("drifted") or []
+        self.last_drift["drifted"] = drifted
+        if proc.returncode == 0 or not drifted:
+            return
         worst = max((f["psi"] for f in found.get("features", {}).values()), default=0.0)
         self.alert(
             "drift",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -30,19 +31,26 @@ from stream_jobs.launcher import lake_tables
 
 KAPPA = str(Path(sys.executable).parent / "kappa")
 DEMO_TIMEOUT_S = 1800  # beside a user's running demo on 2 cores it took over 15 minutes
-DEMO_MODULES = ("test_demo.py", "test_orchestration.py")
+DEMO_MODULES = ("test_demo.py", "test_orchestration.py", "test_control.py")
+"""Run last, in this order, on what the demo made (the control plane's rounds train models,
+so after the tests that count the demo's)."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    heavy = os.environ.get("KAPPA_TEST_HEAVY") == "1"
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+        if item.get_closest_marker("heavy") is not None and not heavy:
+            item.add_marker(pytest.mark.skip(reason="heavy: `make faults` runs it"))
     # The fault tests restart services: after the others, so a fault that outlives its
     # test cannot fail an unrelated one. The demo runs the default jobs on the default
     # topics and tables: last, alone, followed by the tests that use what it made.
     items.sort(
         key=lambda item: (
-            item.fspath.basename in DEMO_MODULES,
+            1 + DEMO_MODULES.index(item.fspath.basename)
+            if item.fspath.basename in DEMO_MODULES
+            else 0,
             item.get_closest_marker("faults") is not None,
         )
     )

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import requests
-from confluent_kafka import Consumer
 
 from kappa.settings import PROJECT_ROOT, Settings
 from producers.run import simulate
@@ -169,82 +168,3 @@ def test_the_online_view_equals_the_tables_and_comes_back_after_a_kill(
         assert worker.windows(name) == before[name]
     for user in users:
         assert worker.get(f"/features/users/{user}") == served[user]
-
-
-def test_a_burst_of_label_commits_starts_exactly_one_training_round(
-    demo: dict[str, Any], lake: Settings, feature_topic: str, unique_name: Any, tmp_path: Path
-) -> None:
-    """25 commit events of 100 labelled rows each, over a threshold of 1,000: one round
-    (``kappa train`` on the demo's data), announced and finished on the alerts topic, and
-    no second one: the burst was committed before the round pinned the lake."""
-    from mlflow.tracking import MlflowClient
-
-    from schemas.contracts import LAKE_COMMIT
-    from stream_jobs.commits import AvroTopic
-
-    commits, alerts = unique_name("commits"), unique_name("alerts")
-    control = Worker(
-        feature_topic,
-        tmp_path / "control.log",
-        KAPPA_CONTROL_COMMITS_TOPIC=commits,
-        KAPPA_CONTROL_ALERTS_TOPIC=alerts,
-        KAPPA_CONTROL_TRAIN_AFTER_ROWS="1000",
-        KAPPA_CONTROL_DRIFT_CHECKS="false",
-    )
-    client = MlflowClient(tracking_uri=lake.tracking_uri)
-    experiment = client.get_experiment_by_name(lake.training.experiment)
-    assert experiment is not None
-    runs_before = len(client.search_runs([experiment.experiment_id], max_results=1000))
-    control.start()
-    try:
-        control.wait(lambda s: "control" in s)
-        out = AvroTopic(lake, commits, LAKE_COMMIT)
-        now = int(time.time() * 1000)
-        for batch in range(25):
-            out.send(
-                {
-                    "table": lake.training.labels_table,
-                    "snapshot_id": None,
-                    "rows_added": 100,
-                    "query_id": "burst",
-                    "batch_id": batch,
-                    "committed_at": now,
-                }
-            )
-        assert out.flush() == 0
-        done = control.wait(
-            lambda s: (s["control"]["last_round"] or {}).get("exit_code") is not None,
-            timeout_s=600,
-        )
-        assert done["control"]["last_round"]["exit_code"] == 0, control.log.read_text()[-3000:]
-        time.sleep(5)  # a few ticks more: nothing else starts
-        state = control.get("/status")["control"]
-        assert state["training_running"] is False and state["rows_since_round"] == 0
-    finally:
-        control.kill()
-    kinds = [a["kind"] for a in _alerts(lake, alerts)]
-    assert kinds == ["training_started", "training_finished"]
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    assert len(runs) == runs_before + 1
-
-
-def _alerts(lake: Settings, topic: str) -> list[dict[str, Any]]:
-    from stream_jobs.online.control import decoder
-
-    decode = decoder(lake.registry.ccompat_url)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": lake.kafka.bootstrap,
-            "group.id": f"alerts-{topic}",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topic])
-    found, deadline = [], time.monotonic() + 30
-    while time.monotonic() < deadline:
-        got = [m for m in consumer.consume(100, timeout=2.0) if m.error() is None and m.value()]
-        found += [decode(m.value()) for m in got]
-        if found and not got:
-            break
-    consumer.close()
-    return found
