@@ -39,6 +39,7 @@ from schemas.contracts import ALERT
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "control.json"
+DRIFT_FILE = "drift.jsonl"  # one line per drift check: kappa report plots them
 
 
 def decoder(registry_url: str) -> Any:
@@ -247,6 +248,19 @@ class Control:
             return
         drifted = found.get("drifted") or []
         self.last_drift["drifted"] = drifted
+        psi = {name: f["psi"] for name, f in (found.get("features") or {}).items()}
+        with (self.path.parent / DRIFT_FILE).open("a") as history:  # the report's chart
+            history.write(
+                json.dumps(
+                    {
+                        "t": time.time(),
+                        "psi": psi,
+                        "threshold": found.get("threshold"),
+                        "drifted": drifted,
+                    }
+                )
+                + "\n"
+            )
         if proc.returncode == 0 or not drifted:
             return
         worst = max((f["psi"] for f in found.get("features", {}).values()), default=0.0)

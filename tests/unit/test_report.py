@@ -16,7 +16,7 @@ T0 = 1_767_600_000.0  # 2026-01-05 08:00:00 UTC
 SVG_NS = "{http://www.w3.org/2000/svg}"
 SECTION_IDS = [
     *("services", "throughput", "freshness", "lag"),
-    *("tables", "quarantine", "models", "lineage"),
+    *("tables", "quarantine", "models", "drift", "lineage"),
 ]
 VOID = {"meta", "br", "hr", "img", "input", "link"}
 
@@ -102,6 +102,15 @@ def sample() -> dict[str, Any]:
             {"table": "raw.clicks", "reason": "schema mismatch", "count": 1200},
             {"table": "raw.orders", "reason": "null order_id", "count": 34},
         ],
+        "drift": [
+            {
+                "t": T0 + 60 * i,
+                "psi": {"events_30m": 0.05 * i, "cart_adds_30m": 0.02},
+                "threshold": 0.25,
+                "drifted": ["events_30m"] if 0.05 * i > 0.25 else [],
+            }
+            for i in range(8)
+        ],
         "runs": [
             {
                 "run_id": run_id,
@@ -145,6 +154,7 @@ def empty() -> dict[str, Any]:
         "tables": [],
         "quarantine": [],
         "runs": [],
+        "drift": [],
         "lineage": {"nodes": [], "edges": []},
     }
 
@@ -202,6 +212,7 @@ def test_sections_appear_in_order_with_the_counts_they_render() -> None:
         "tables": 3,
         "quarantine": 2,
         "models": 3,
+        "drift": 8,
         "lineage": 7,
     }
     assert "no data yet" not in page
@@ -211,8 +222,8 @@ def test_every_svg_is_well_formed_xml_with_finite_coordinates() -> None:
     page = report.render(sample())
     assert page.count("<svg") == page.count("</svg>") > 0
     # throughput: rates + batch duration per query (2 x 2); freshness 3; lag 1; tables 3;
-    # roc_auc 1; lineage 1.
-    assert len(svgs(page)) == 13
+    # roc_auc 1; drift 1; lineage 1.
+    assert len(svgs(page)) == 14
     lowered = page.lower()
     assert "nan" not in lowered and "inf" not in re.sub(r"info", "", lowered)
 

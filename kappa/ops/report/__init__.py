@@ -14,6 +14,8 @@ The page reads top to bottom like the data flow:
 - **tables**: rows and current snapshot of every table, and rows over its snapshots;
 - **quarantine**: records the data contracts set aside, by table and reason;
 - **models**: MLflow training runs, their metrics, model versions and the champion;
+- **drift**: the population stability index of each model input at every drift check
+  of the control plane, against the threshold;
 - **lineage**: topics → jobs → tables → models as a graph.
 
 Charts are inline SVG drawn by :func:`line_chart` with the standard library, and the

@@ -27,8 +27,26 @@ def gather(settings: Settings) -> dict[str, Any]:
         "tables": table_rows,
         "quarantine": quarantine(settings),
         "runs": runs,
+        "drift": drift_history(settings),
         "lineage": lineage(settings, runs),
     }
+
+
+def drift_history(settings: Settings) -> list[dict[str, Any]]:
+    """The control plane's drift checks (``drift.jsonl`` of the online worker's group):
+    ``{"t", "psi": {model input: PSI}, "threshold", "drifted"}`` each, oldest first."""
+    import json
+
+    path = settings.stack.state_dir / "online" / settings.online.group / "drift.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash
+    return out
 
 
 def _epoch(iso: str) -> float:

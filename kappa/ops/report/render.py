@@ -200,6 +200,25 @@ def _lineage(report: Report) -> tuple[int, str]:
     return len(nodes), f'<div class="scroll">{lineage_svg(nodes, edges)}</div>'
 
 
+def _drift(report: Report) -> tuple[int, str]:
+    checks = report.get("drift") or []
+    if not checks:
+        return 0, EMPTY
+    names = sorted({name for check in checks for name in check["psi"]})
+    series = {
+        name: [(c["t"], c["psi"][name]) for c in checks if name in c["psi"]] for name in names
+    }
+    threshold = checks[-1]["threshold"]
+    series[f"threshold {threshold}"] = [(c["t"], threshold) for c in checks]
+    chart = line_chart(series, title="population stability index per model input", y_label="PSI")
+    last = checks[-1]
+    drifted = ", ".join(esc(n) for n in last["drifted"]) or "none"
+    meta = (
+        f'<p class="meta">the control plane\'s drift checks; at the last one drifted: {drifted}</p>'
+    )
+    return len(checks), f"{meta}{chart}"
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[Report], tuple[int, str]]], ...] = (
     ("services", "Services", _services),
     ("throughput", "Throughput", _throughput),
@@ -208,6 +227,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[Report], tuple[int, str]]], ...] = (
     ("tables", "Tables", _tables),
     ("quarantine", "Quarantine", _quarantine),
     ("models", "Models", _models),
+    ("drift", "Drift", _drift),
     ("lineage", "Lineage", _lineage),
 )
 
