@@ -6,6 +6,7 @@ and starts a round."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,12 @@ def test_shifted_traffic_raises_a_drift_alert_and_starts_a_round(
     from stream_jobs.online.check import offline_watermark
 
     config = SimulationConfig(
-        seed=int(time.time()), world_seed=7, customers=10_000, click_rate=800.0, shift=0.5
+        seed=int(time.time()),
+        world_seed=7,
+        customers=10_000,
+        start=datetime.now(UTC),  # after the live job's watermark: nothing is late
+        click_rate=800.0,
+        shift=0.5,
     )
     sent = produce(config, RunOptions(duration_s=240, rate=800, speed=1.0), lake)
     assert sent.delivered > 150_000
