@@ -286,6 +286,14 @@ def _launch(
     env.update(spark_env(settings))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     command = submit_command(settings, spec, ["--name", instance, *(args or [])], folder)
+    return supervise(settings, folder, instance, command, env)
+
+
+def supervise(
+    settings: Settings, folder: Path, instance: str, command: list[str], env: dict[str, str]
+) -> Callable[[], int]:
+    """Spawn ``command`` under a supervisor in ``folder``; returns the wait for its start
+    (its pid once it logged a ready event, ``startup.await_start``)."""
     log_path = folder / supervisor.LOG_FILE
     mark = log_path.stat().st_size if log_path.exists() else 0
     (folder / supervisor.STATE_FILE).unlink(missing_ok=True)

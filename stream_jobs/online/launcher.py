@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import time
 from typing import Any
@@ -20,7 +19,7 @@ import requests
 
 from kappa import supervisor
 from kappa.settings import PROJECT_ROOT, Settings
-from stream_jobs import launcher, startup
+from stream_jobs import launcher
 
 NAME = "online"
 
@@ -46,9 +45,6 @@ def start(settings: Settings, topic: str | None = None) -> tuple[int, bool]:
         launcher.stop(settings, NAME)
     folder = launcher.job_dir(settings, NAME)
     folder.mkdir(parents=True, exist_ok=True)
-    log_path = folder / supervisor.LOG_FILE
-    mark = log_path.stat().st_size if log_path.exists() else 0
-    (folder / supervisor.STATE_FILE).unlink(missing_ok=True)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     argv = [
@@ -57,17 +53,7 @@ def start(settings: Settings, topic: str | None = None) -> tuple[int, bool]:
         "stream_jobs.online.worker",
         *(["--topic", topic] if topic else []),
     ]
-    with (folder / "supervisor.log").open("ab") as log:
-        keeper = subprocess.Popen(
-            supervisor.command(folder, NAME, argv, launcher.policy(settings)),
-            cwd=folder,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return startup.await_start(NAME, folder, log_path, mark, keeper), False
+    return launcher.supervise(settings, folder, NAME, argv, env)(), False
 
 
 def stop(settings: Settings, force: bool = False) -> bool:
@@ -76,8 +62,9 @@ def stop(settings: Settings, force: bool = False) -> bool:
 
 
 def settled(settings: Settings, timeout_s: float) -> dict[str, Any] | None:
-    """Wait until the view has read everything and closed what it can: every partition
-    idle, the watermark at the newest event time less the delay. Its ``/status`` then
+    """Wait until the view has read everything and closed what it can: its group's offsets
+    committed up to the topic's end, the watermark at the newest event time less the delay
+    (every partition idle). Its ``/status`` then
     (None at the timeout)."""
     from datetime import datetime
 

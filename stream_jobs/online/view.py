@@ -271,20 +271,29 @@ class OnlineView:
         self.advance(now)
 
     def _count(self, state: UserState, event: dict[str, Any], t: int, near: bool) -> None:
-        for name, definition in self.sets.items():
-            spec = definition.window
-            if spec.where is not None and not spec.where.python(event):
-                continue
+        for name, spec in self._sets_of(event):
             if isinstance(spec, Sessions):
                 self._sessionize(state.sessions.setdefault(name, []), spec, event, t, near)
                 continue
-            size = self.panes[name]
-            panes = state.panes.setdefault(name, {})
-            pane = panes.get(t - t % size)
-            if pane is None:
-                pane = panes[t - t % size] = [[a.fn.start() for a in spec.aggs], 0, 0]
+            pane = self._pane(state, name, spec, t)
             _add(spec.aggs, pane[0], event)
             pane[2] += near
+
+    def _sets_of(self, event: dict[str, Any]) -> Iterator[tuple[str, Windows | Sessions]]:
+        """The sets (name, window spec) whose events ``event`` is one of."""
+        for name, definition in self.sets.items():
+            spec = definition.window
+            if spec.where is None or spec.where.python(event):
+                yield name, spec
+
+    def _pane(self, state: UserState, name: str, spec: Windows, t: int) -> list[Any]:
+        """The user's pane of set ``name`` holding event time ``t`` (made if missing)."""
+        panes = state.panes.setdefault(name, {})
+        start = t - t % self.panes[name]
+        pane = panes.get(start)
+        if pane is None:
+            pane = panes[start] = [[a.fn.start() for a in spec.aggs], 0, 0]
+        return pane
 
     def _sessionize(
         self, sessions: list[list[Any]], spec: Sessions, event: dict[str, Any], t: int, near: bool
@@ -309,19 +318,11 @@ class OnlineView:
         sessions[:] = kept
 
     def _late(self, state: UserState, event: dict[str, Any], t: int) -> None:
-        for name, definition in self.sets.items():
-            spec = definition.window
-            if spec.where is not None and not spec.where.python(event):
-                continue
+        for name, spec in self._sets_of(event):
             if isinstance(spec, Sessions):
                 state.late_at.setdefault(name, []).append(t)
-                continue
-            size = self.panes[name]
-            panes = state.panes.setdefault(name, {})
-            pane = panes.get(t - t % size)
-            if pane is None:
-                pane = panes[t - t % size] = [[a.fn.start() for a in spec.aggs], 0, 0]
-            pane[1] += 1
+            else:
+                self._pane(state, name, spec, t)[1] += 1
 
     # --- flushing -------------------------------------------------------------------------
 
