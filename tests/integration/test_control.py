@@ -105,6 +105,7 @@ def test_the_demo_traffic_raises_no_drift(
 
 
 @pytest.mark.heavy
+@pytest.mark.timeout(2400)  # first in `make faults` to need the demo: its setup is the demo's
 def test_shifted_traffic_raises_a_drift_alert_and_starts_a_round(
     demo: dict[str, Any], lake: Settings, feature_topic: str, unique_name: Any, tmp_path: Path
 ) -> None:
