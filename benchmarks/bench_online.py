@@ -1,19 +1,22 @@
-"""The online view (faust-streaming worker): events/s, lag behind the topic, GET latency.
+"""The online view (faust-streaming worker + read replica): events/s, lag, GET latency.
 
 Three measurements, each on a topic of its own, with a worker of its own (its own
-consumer group, port and changelog topic):
+consumer group, ports and changelog topic):
 
 1. **catch-up**: the worker over a pre-filled topic of ``KAPPA_BENCH_ONLINE_EVENTS``
    (100,000) events; events/s until every record is counted. Reference in the same run:
    a plain confluent-kafka consumer that only decodes the same records with fastavro (the
    floor of reading + decoding in Python).
 2. **live**: the simulator sending ``KAPPA_BENCH_ONLINE_RATE`` (5,000) events/s for
-   ``KAPPA_BENCH_ONLINE_SECONDS`` (60) while the worker counts them; the view's lag (its
-   processing time less the record's append time) p50/p99, and the events/s it kept up.
-3. **serving**: ``GET /features/users/{id}`` for random known users at a constant
-   ``KAPPA_BENCH_ONLINE_RPS`` (2,000) requests/s from a second process (vegeta, built
-   once with ``go install`` into ``<state>/tools``) while the live traffic runs:
-   latency p50/p99 and the share of 200s.
+   ``KAPPA_BENCH_ONLINE_SECONDS`` (60) while the worker counts them; the worker's lag
+   (its processing time less the record's append time) p50/p99 over the whole run, and
+   the read replica's lag behind the changelog topic.
+3. **serving**: ``GET /features/users/{id}`` on the read replica for random users at a
+   constant ``KAPPA_BENCH_ONLINE_RPS`` (2,000) requests/s from a second process (vegeta,
+   built once with ``go install`` into ``<state>/tools``): latency p50/p99 and the share
+   of 200s, during the live traffic and again after it (same state, cores free), with
+   each process's CPU while it ran: on a two-core machine the load generator, the
+   producer, the broker, the worker and the replica share two cores.
 
 Targets (issue 17): p99 GET <= 10 ms, lag p99 <= 1 s, at 5,000 events/s.
 
@@ -43,18 +46,22 @@ from producers.run import RunOptions, SimulationConfig, produce, simulate
 VEGETA = "github.com/tsenart/vegeta/v12@v12.13.0"
 
 
-def _worker(settings: Settings, topic: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _worker(
+    settings: Settings, topic: str, port: int, log: Path, module: str = "worker"
+) -> subprocess.Popen[bytes]:
+    """The worker (``module="serve"``: its read replica, on ``port + 1``)."""
     env = dict(os.environ)
     env.update(
         {
             "KAPPA_ONLINE_GROUP": f"bench-online-{topic}",
             "KAPPA_ONLINE_PORT": str(port),
+            "KAPPA_ONLINE_SERVE_PORT": str(port + 1),
             "PYTHONPATH": str(PROJECT_ROOT),
         }
     )
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "stream_jobs.online.worker", "--topic", topic],
+            [sys.executable, "-m", f"stream_jobs.online.{module}", "--topic", topic],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -194,19 +201,51 @@ def serve_load(
         "p50_ms": round(lat["50th"] / 1e6, 2),
         "p99_ms": round(lat["99th"] / 1e6, 2),
         "max_ms": round(lat["max"] / 1e6, 2),
+        "errors": found.get("errors") or [],
     }
 
 
+def _cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each process's CPU (% of one core) over ``seconds``, and the machine's (% of all)."""
+    import psutil
+
+    procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+    for proc in procs.values():
+        proc.cpu_percent()
+    psutil.cpu_percent()
+    time.sleep(seconds)
+    out = {name: round(proc.cpu_percent(), 1) for name, proc in procs.items()}
+    out["machine_percent_of_all_cores"] = round(psutil.cpu_percent(), 1)
+    return out
+
+
+def _serve_with_cpu(
+    settings: Settings, port: int, rps: int, seconds: int, pids: dict[str, int]
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    watch = threading.Thread(target=lambda: found.update(cpu=_cpu(pids, seconds * 0.8)))
+    watch.start()
+    result = serve_load(settings, port, [1 + i for i in range(20_000)], rps, seconds)
+    watch.join()
+    return {**result, "cpu_percent": found.get("cpu")}
+
+
 def live(settings: Settings, folder: Path, rate: int, seconds: int, rps: int) -> dict[str, Any]:
-    topic = f"bench_online_live_{uuid.uuid4().hex[:8]}"
+    """The worker and its read replica under the simulator at ``rate``; the replica's GET
+    latency during the traffic, then again once the traffic is over (the same state, the
+    cores no longer shared with the producer and the worker)."""
     from kappa.topics import ensure_clicks
 
+    topic = f"bench_online_live_{uuid.uuid4().hex[:8]}"
     ensure_clicks(settings, topic)
     port = settings.online.port + 12
     proc = _worker(settings, topic, port, folder / "live.log")
-    result: dict[str, Any] = {}
+    replica: subprocess.Popen[bytes] | None = None
+    result: dict[str, Any] = {"rate_asked": rate, "rps_asked": rps}
     try:
         _wait_up(port, proc)
+        replica = _worker(settings, topic, port, folder / "replica.log", "serve")
+        _wait_up(port + 1, replica)
         sent: dict[str, Any] = {}
 
         def send() -> None:
@@ -220,20 +259,32 @@ def live(settings: Settings, folder: Path, rate: int, seconds: int, rps: int) ->
         producer = threading.Thread(target=send)
         producer.start()
         time.sleep(min(20, seconds / 3))  # warm: users known, lag settled
-        users = [1 + i for i in range(20_000)]
-        result["serving"] = serve_load(settings, port, users, rps, max(10, seconds // 3))
+        pids = {
+            "worker": proc.pid,
+            "replica": replica.pid,
+            "producer (this process)": os.getpid(),
+        }
+        result["serving_during_traffic"] = _serve_with_cpu(
+            settings, port + 1, rps, max(10, seconds // 3), pids
+        )
         producer.join()
         time.sleep(3)
-        status = _status(port)
+        status, served = _status(port), _status(port + 1)
         result.update(
             {
-                "rate_asked": rate,
                 "delivered": sent.get("delivered"),
                 "counted": _seen(status),
-                "lag_s": status.get("lag_s"),
+                "worker_lag_s": status.get("lag_s_since_start"),
+                "replica_changelog_lag_s": served.get("changelog_lag_s"),
+                "replica_users": served.get("users"),
             }
         )
+        result["serving_after_traffic"] = _serve_with_cpu(
+            settings, port + 1, rps, max(10, seconds // 3), pids
+        )
     finally:
+        if replica is not None:
+            _stop(replica)
         _stop(proc)
     return result
 

@@ -19,7 +19,7 @@ def online() -> None:
 @click.option("--topic", default=None, help="Click topic [default: KAPPA_TOPICS_CLICKS].")
 @output_option
 def start(topic: str | None, out: Output) -> None:
-    """Start the worker (supervised, in the background) unless it runs."""
+    """Start the worker and its read replica (supervised, in the background) unless they run."""
     from kappa.names import clicks_topic
     from kappa.ops import checks
     from kappa.topics import ensure_clicks
@@ -29,7 +29,7 @@ def start(topic: str | None, out: Output) -> None:
     checks.require(settings, "kafka", "registry")
     ensure_clicks(settings, topic or clicks_topic(settings))
     pid, running = launcher.start(settings, topic)
-    url = launcher.url(settings, "/features/users/{user_id}")
+    url = launcher.serve_url(settings, "/features/users/{user_id}")
     out.show(
         {"pid": pid, "already_running": running, "url": url},
         lambda r: click.echo(
@@ -41,7 +41,7 @@ def start(topic: str | None, out: Output) -> None:
 @online.command()
 @output_option
 def stop(out: Output) -> None:
-    """Stop the worker; a restart restores its state from the changelog topic."""
+    """Stop the worker and its replica; a restart restores the state from the changelog."""
     from stream_jobs.online import launcher
 
     stopped = launcher.stop(get_settings())
@@ -98,6 +98,7 @@ def _print_status(s: dict[str, Any]) -> None:
     )
     if last_exit:
         click.echo(f"last exit: {last_exit}")
+    _print_replica(s.get("replica") or {})
     if s.get("behind") is not None:
         behind = s["behind"]
         click.echo(f"records behind the topic's end: {sum(behind.values()):,} {behind}")
@@ -119,6 +120,34 @@ def _print_status(s: dict[str, Any]) -> None:
     if "error" in view:
         click.echo(view["error"])
     click.echo(f"log: {s['log']}")
+
+
+def _print_replica(r: dict[str, Any]) -> None:
+    if not r:
+        return
+    view = r.get("view") or {}
+    lag = view.get("changelog_lag_s") or {}
+    state, restarts, uptime, last_exit = supervision_cells(r["supervisor"])
+    print_table(
+        f"read replica ({r['url']}/features/users/{{user_id}})",
+        ["pid", "state", "restarts", "uptime", "users", "applied", "watermark", "behind p50/p99 s"],
+        [
+            [
+                r["pid"],
+                state,
+                restarts,
+                uptime,
+                view.get("users"),
+                view.get("applied"),
+                view.get("watermark"),
+                f"{lag.get('p50')}/{lag.get('p99')}" if lag else None,
+            ]
+        ],
+    )
+    if last_exit:
+        click.echo(f"replica's last exit: {last_exit}")
+    if "error" in view:
+        click.echo(view["error"])
 
 
 @online.command()

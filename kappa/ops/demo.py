@@ -137,7 +137,7 @@ def start_stack(settings: Settings, report: Report = logger.info) -> None:
         report(f"{job}: pid {pid}, log {launcher.job_dir(settings, job) / 'driver.log'}")
     report(f"{STEP}online feature view")
     pid, _ = online.start(settings)
-    report(f"online: pid {pid}, GET {online.url(settings, '/features/users/{user_id}')}")
+    report(f"online: pid {pid}, GET {online.serve_url(settings, '/features/users/{user_id}')}")
 
 
 def shop_speed(start: datetime, wall_s: float) -> float:
@@ -205,7 +205,7 @@ def check_online(settings: Settings, report: Report = logger.info) -> dict[str, 
         time.sleep(2)
     rows = check.online_windows(launcher.url(settings), "user_activity_1m")[1]
     user = max(rows, key=lambda r: r["window_end"])["user_id"] if rows else 1
-    url = launcher.url(settings, f"/features/users/{user}")
+    url = launcher.serve_url(settings, f"/features/users/{user}")  # the read replica's
     features = requests.get(url, timeout=30).json()
     result = check.check(settings, launcher.url(settings))
     per_set = {n: {k: r[k] for k in check.COUNTS} for n, r in result["feature_sets"].items()}

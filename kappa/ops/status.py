@@ -107,7 +107,7 @@ def status(settings: Settings, *, only_services: bool = False) -> dict[str, Any]
 
 
 def online(settings: Settings) -> dict[str, Any] | None:
-    """The online view's worker, once it has been started here (else None)."""
+    """The online view's worker and read replica, once started here (else None)."""
     from stream_jobs import launcher
     from stream_jobs.online import launcher as view
 
@@ -126,6 +126,7 @@ def healthy(view: dict[str, Any]) -> bool:
     supervised = [q["supervisor"] for q in view.get("queries", [])]
     if "online" in view:
         supervised.append(view["online"]["supervisor"])
+        supervised.append(view["online"].get("replica", {}).get("supervisor") or {})
     jobs_up = all(s.get("status") not in DOWN for s in supervised)
     return (
         jobs_up

@@ -231,7 +231,15 @@ class OnlineSettings(BaseSettings):
     model_config = _config("KAPPA_ONLINE_")
 
     host: str = Field(default="127.0.0.1", description="Where the view serves HTTP.")
-    port: int = Field(default=8075, description="HTTP port of GET /features/users/{id}.")
+    port: int = Field(
+        default=8075,
+        description="HTTP port of the worker: its status, closed windows and features.",
+    )
+    serve_port: int = Field(
+        default=8076,
+        description="HTTP port of the read replica (`kappa online start` runs it beside the "
+        "worker): GET /features/users/{id} for models, answered from the changelog topic.",
+    )
     group: str = Field(
         default="kappa-online",
         description="Its consumer group (and faust app id: changelog topics are named by it).",
@@ -247,9 +255,9 @@ class OnlineSettings(BaseSettings):
         description="Longest wait to fill a batch (bounds the view's lag at low rates).",
     )
     flush_interval: Duration = Field(
-        default=timedelta(seconds=1),
-        description="Changed per-user state goes to the changelog topic (and the events "
-        "are acknowledged, so offsets can be committed) at least this often.",
+        default=timedelta(milliseconds=250),
+        description="Changed per-user state goes to the changelog topic at least this often "
+        "(the read replica serves it from there; the offsets it covers follow once acked).",
     )
     idle_partition: Duration = Field(
         default=timedelta(seconds=10),

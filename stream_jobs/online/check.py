@@ -24,7 +24,7 @@ import requests
 
 from kappa.settings import Settings
 from stream_jobs.feature_sets import DEFINITIONS
-from stream_jobs.online.view import MICROS, instant
+from stream_jobs.online.state import MICROS, instant
 from stream_jobs.progress import last_progress
 
 CHECKED = ("user_activity_1m", "user_activity_1h")

@@ -29,31 +29,20 @@ Closed windows are kept ``KAPPA_ONLINE_RETENTION`` behind the watermark.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, MutableMapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from kappa.settings import Settings
 from stream_jobs.aggregates import Agg
 from stream_jobs.feature_sets import DEFINITIONS, FeatureSet, Sessions, Windows
-from stream_jobs.pyplan import EPOCH
+from stream_jobs.online.state import MICROS, NEVER, UserState, dumps, instant, loads, micros
 
-MICROS = timedelta(microseconds=1)
-NEVER = -(1 << 62)
 KEY = "user_id"
 WATERMARK_KEY = b"watermark/"  # + partition: the view's clocks, in every partition's changelog
-
-
-def micros(at: datetime) -> int:
-    return (at - EPOCH) // MICROS
-
-
-def instant(value: int) -> datetime:
-    return EPOCH + value * MICROS
 
 
 def online_sets() -> dict[str, FeatureSet]:
@@ -63,87 +52,6 @@ def online_sets() -> dict[str, FeatureSet]:
 
 def user_key(user_id: int) -> bytes:
     return b"u/%d" % user_id
-
-
-# --- state encoding: JSON, with Decimal, set and datetime tagged -----------------------
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return {"$d": str(value)}
-    if isinstance(value, set | frozenset):
-        return {"$s": list(value)}
-    if isinstance(value, datetime):
-        return {"$t": micros(value)}
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-def _hook(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1:
-        if "$d" in obj:
-            return Decimal(obj["$d"])
-        if "$s" in obj:
-            return set(obj["$s"])
-        if "$t" in obj:
-            return instant(obj["$t"])
-    return obj
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, default=_default, separators=(",", ":")).encode()
-
-
-def loads(data: bytes) -> Any:
-    return json.loads(data, object_hook=_hook)
-
-
-class UserState:
-    """One user's panes (``[states, late, near]`` by set and pane start), sessions
-    (``[start, last, states, late, near]`` by set), late event times of session sets,
-    the ids counted and still within the watermark, the partition it lives in."""
-
-    __slots__ = ("late_at", "panes", "partition", "seen", "sessions")
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-        self.seen: dict[str, int] = {}
-        self.panes: dict[str, dict[int, list[Any]]] = {}
-        self.sessions: dict[str, list[list[Any]]] = {}
-        self.late_at: dict[str, list[int]] = {}
-
-    def encode(self) -> bytes:
-        panes = {n: {str(s): p for s, p in ps.items()} for n, ps in self.panes.items()}
-        return dumps(
-            {"p": self.partition, "s": self.seen, "w": panes, "x": self.sessions, "l": self.late_at}
-        )
-
-    @classmethod
-    def decode(cls, data: bytes) -> UserState:
-        raw = loads(data)
-        state = cls(int(raw["p"]))
-        state.seen = raw["s"]
-        state.panes = {n: {int(s): p for s, p in ps.items()} for n, ps in raw["w"].items()}
-        state.sessions, state.late_at = raw["x"], raw["l"]
-        return state
-
-    def prune(self, kept_from: int, watermark: int, sizes: dict[str, int], gap: int) -> bool:
-        """Forget what only windows ending at or before ``kept_from`` need (``sizes``: each
-        set's window size); whether anything is left."""
-        self.seen = {i: t for i, t in self.seen.items() if t > watermark}
-        for name, panes in self.panes.items():
-            size = sizes[name]
-            for start in [s for s in panes if s + size <= kept_from]:
-                del panes[start]
-        for sessions in self.sessions.values():
-            sessions[:] = [s for s in sessions if s[1] + gap > kept_from]
-        for times in self.late_at.values():
-            times[:] = [t for t in times if t > kept_from - gap]
-        return bool(
-            self.seen
-            or any(self.panes.values())
-            or any(self.sessions.values())
-            or any(self.late_at.values())
-        )
 
 
 class OnlineView:
@@ -187,12 +95,16 @@ class OnlineView:
         """The watermark and stream time as the changelog last had them (after a restart)."""
         self.loaded = True
         for key in [k for k in self.store if k.startswith(WATERMARK_KEY)]:
-            marks = loads(self.store[key])
-            self.watermark = max(self.watermark, int(marks["watermark"]))
-            self.stream_time = max(self.stream_time, int(marks["stream_time"]))
-            for p, t in marks["partitions"].items():
-                self.partition_max[int(p)] = max(self.partition_max.get(int(p), NEVER), t)
+            self.mark(self.store[key])
         self.marked = self.clocks
+
+    def mark(self, data: bytes) -> None:
+        """Move the clocks to those of one changelog record of them (never back)."""
+        marks = loads(data)
+        self.watermark = max(self.watermark, int(marks["watermark"]))
+        self.stream_time = max(self.stream_time, int(marks["stream_time"]))
+        for p, t in marks["partitions"].items():
+            self.partition_max[int(p)] = max(self.partition_max.get(int(p), NEVER), t)
 
     @property
     def clocks(self) -> tuple[int, int]:
@@ -235,10 +147,18 @@ class OnlineView:
 
     # --- events -------------------------------------------------------------------------
 
-    def state(self, key: bytes, partition: int | None = None) -> UserState | None:
+    def state(
+        self, key: bytes, partition: int | None = None, keep: bool = True
+    ) -> UserState | None:
+        """The user's state (made in ``partition`` if missing, when given). Between two
+        flushes the store holds a state changed since the last flush as an object and
+        every other as its encoding (kept as the object when ``keep``): the collector
+        then walks only what changed, and its pauses stay short as users accumulate."""
         found = self.store.get(key)
         if isinstance(found, bytes | bytearray):
-            found = self.store[key] = UserState.decode(bytes(found))
+            found = UserState.decode(bytes(found))
+            if keep:
+                self.store[key] = found
         if found is None and partition is not None:
             found = self.store[key] = UserState(partition)
         return found
@@ -341,7 +261,8 @@ class OnlineView:
             if state is None:
                 continue
             if state.prune(kept_from, self.watermark, self.sizes, self.gap):
-                yield partition, key, state.encode()
+                encoded = self.store[key] = state.encode()
+                yield partition, key, encoded
             else:
                 del self.store[key]
                 yield partition, key, None
@@ -396,7 +317,7 @@ class OnlineView:
         """Every closed window of set ``name`` the view keeps, of every user, with its
         ``late`` and ``near`` counts."""
         for key in [k for k in self.store if k.startswith(b"u/")]:
-            state = self.state(key)
+            state = self.state(key, keep=False)
             if state is not None:
                 yield from self._closed(name, int(key[2:]), state)
 
@@ -424,7 +345,7 @@ class OnlineView:
     def features(self, user_id: int) -> dict[str, Any]:
         """What ``GET /features/users/{id}`` answers: per set, the current window (the one
         ending next, over the newest event time) and the last closed one with events."""
-        state = self.state(user_key(user_id))
+        state = self.state(user_key(user_id), keep=False)
         out: dict[str, Any] = {
             KEY: user_id,
             "complete_to": instant(self.watermark) if self.watermark != NEVER else None,
@@ -455,14 +376,30 @@ class OnlineView:
             slide = (spec.slide or spec.size) // MICROS
             t = self.stream_time
             start = t - t % slide + slide - size
-            windows = self.windows(name, state) if state is not None else {}
-            empty = [a.fn.start() for a in spec.aggs]
-            current = self.row(name, user_id, start, start + size, windows.get(start, [empty])[0])
-            done = [s for s in windows if s + size <= self.watermark]
-            if done:
-                newest = max(done)
-                last = self.row(name, user_id, newest, newest + size, windows[newest][0])
+            panes = state.panes.get(name, {}) if state is not None else {}
+            current = self.row(name, user_id, start, start + size, _merge(spec, panes, start, size))
+            # the newest window closed by the watermark that holds a pane: per pane, the
+            # newest start at or before it and the watermark less the size, if it holds it
+            newest = NEVER
+            for p in panes:
+                c = min(p, self.watermark - size)
+                c -= c % slide
+                if c + size > p:
+                    newest = max(newest, c)
+            if newest != NEVER:
+                last = self.row(
+                    name, user_id, newest, newest + size, _merge(spec, panes, newest, size)
+                )
         return {"current": current, "last_closed": last}
+
+
+def _merge(spec: Windows, panes: dict[int, list[Any]], start: int, size: int) -> list[Any]:
+    """The aggregates' states of window ``[start, start + size)``: its panes merged."""
+    states = [a.fn.start() for a in spec.aggs]
+    for p, (pane, _, _) in panes.items():
+        if start <= p < start + size:
+            states = [a.fn.combine(x, y) for a, x, y in zip(spec.aggs, states, pane, strict=True)]
+    return states
 
 
 def _add(aggs: tuple[Agg, ...], states: list[Any], event: dict[str, Any]) -> None:

@@ -4,17 +4,18 @@ Run it with ``kappa online start`` (supervised like the streaming jobs) or direc
 
     python -m stream_jobs.online.worker [--topic shop.clicks]
 
-It reads the click topic in its own consumer group (``KAPPA_ONLINE_GROUP``), decodes
-each record with the registry and refuses what the Spark jobs refuse
-(``stream_jobs.online.decode``), and keeps every user's windows of the feature sets keyed
-by ``user_id`` in a faust Table whose changelog topic
-(``<group>-users-changelog``, compacted, as many partitions as the click topic) is its
-durable state: a restarted worker reads its Table back from it. The arithmetic and
-event-time rules are ``stream_jobs.online.view``'s.
+It reads every partition of the click topic in batches (``stream_jobs.online.intake``:
+below faust's streams, which cost four times the counting), decodes each record with the
+registry and refuses what the Spark jobs refuse (``stream_jobs.online.decode``), and
+keeps every user's windows of the feature sets keyed by ``user_id`` in a faust Table
+whose changelog topic (``<group>-users-changelog``, ``KAPPA_ONLINE_GROUP``, compacted, as
+many partitions as the click topic) is its durable state: a restarted worker reads its
+Table back from it. The arithmetic and event-time rules are
+``stream_jobs.online.view``'s.
 
-Events are taken in batches, and a batch's events are acknowledged (so faust may commit
-their offsets) only after the changelog holds the state they changed: a crash replays
-them, and the event ids in the restored state count each once.
+Every ``KAPPA_ONLINE_FLUSH_INTERVAL`` the users changed are written to the changelog,
+then each partition's next offset to read: the Table restored after a crash says where to
+resume, and the event ids in it count a replayed event once.
 
 HTTP on ``KAPPA_ONLINE_HOST:KAPPA_ONLINE_PORT``:
 
@@ -29,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
+import gc
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
+
+import orjson
 
 from kappa import topics
 from kappa.log import configure as configure_logging
@@ -43,29 +47,38 @@ from stream_jobs import raw_clicks
 from stream_jobs.online import control
 from stream_jobs.online.control import Control
 from stream_jobs.online.decode import Decoder
-from stream_jobs.online.view import NEVER, OnlineView, as_json, instant
+from stream_jobs.online.kafka_io import Changelog, Intake
+from stream_jobs.online.state import NEVER, instant
+from stream_jobs.online.view import OnlineView, as_json
 
 logger = logging.getLogger(__name__)
 
 READY_EVENT = "online_ready"
 CHUNK = 100  # events decoded and counted between two chances for the web server to answer
+FLUSH_CHUNK = 200  # states sent to the changelog between two such chances
 TABLE = "users"
 
 
 def dump(value: Any) -> bytes:
-    return json.dumps(value, default=as_json, separators=(",", ":")).encode()
+    """JSON as served (orjson: a fifth of the time of ``json`` on a user's features)."""
+    return orjson.dumps(value, default=as_json, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
 
 
 class Lag:
-    """The newest few thousand lags (processed - appended to the topic), in seconds."""
+    """Lags (processed - appended to the topic): the newest few thousand exactly, and every
+    one since start to the millisecond."""
 
     def __init__(self, keep: int = 20_000) -> None:
         self.values: deque[float] = deque(maxlen=keep)
+        self.all: Counter[int] = Counter()  # milliseconds -> how many
 
     def add(self, appended_s: float, now: float) -> None:
-        self.values.append(max(0.0, now - appended_s))
+        lag = max(0.0, now - appended_s)
+        self.values.append(lag)
+        self.all[int(lag * 1000)] += 1
 
     def percentiles(self) -> dict[str, float | None]:
+        """Of the newest lags, in seconds."""
         ordered = sorted(self.values)
         if not ordered:
             return {"p50": None, "p99": None, "max": None}
@@ -74,6 +87,19 @@ class Lag:
             return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
 
         return {"p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 4)}
+
+    def since_start(self) -> dict[str, float | None]:
+        """Of every lag since start, in seconds (to the millisecond)."""
+        total = sum(self.all.values())
+        out: dict[str, float | None] = {"p50": None, "p99": None, "max": None}
+        seen = 0
+        for ms in sorted(self.all):
+            seen += self.all[ms]
+            for name, q in (("p50", 0.5), ("p99", 0.99)):
+                if out[name] is None and seen >= q * total:
+                    out[name] = ms / 1000
+        out["max"] = max(self.all) / 1000 if self.all else None
+        return out
 
 
 class Service:
@@ -109,17 +135,15 @@ class Service:
             stream_buffer_maxsize=16384,  # per partition, before the fetcher pauses it
             datadir=str(datadir),
         )
-        clicks = app.topic(topic, key_serializer="raw", value_serializer="raw")
         self.table = app.Table(TABLE, default=None, key_type=bytes, value_type=bytes)
         self.view = OnlineView(settings, self.table.data, partitions)
         self.decoder = Decoder(settings.registry.ccompat_url, raw_clicks.contract(topic, settings))
         self.lag = Lag()
-        self.offsets: dict[int, int] = {}  # partition -> next offset to count
-        self.pending: list[tuple[Any, Any]] = []  # (event, its stream): acked at the flush
+        self.intake = Intake(settings, topic, partitions)
+        self.changelog = Changelog(settings, self.table.changelog_topic.get_topic_name())
         self.last_flush = time.monotonic()
         self.flush_s = cfg.flush_interval.total_seconds()
-        self.batch = (cfg.batch_size, cfg.batch_wait.total_seconds())
-        app.agent(clicks, name="count")(self.consume)
+        self.batch_size, self.batch_wait = cfg.batch_size, cfg.batch_wait.total_seconds()
         topics.ensure(settings, settings.control.commits_topic, 1, settings.kafka.replication)
         commits = app.topic(
             settings.control.commits_topic, key_serializer="raw", value_serializer="raw"
@@ -130,58 +154,82 @@ class Service:
         self.decode_commit = control.decoder(settings.registry.ccompat_url)
         app.agent(commits, name="control")(self.commits)
         app.timer(self.flush_s, name="tick")(self.tick)
-        app.task(self.ready)
+        app.task(self.run)
+        self.stopping = self.running = False
+        self.stopped = asyncio.Event()
+        app.on_before_shutdown.connect(self.shutdown)
         app.page("/features/users/{user_id}")(_page(self.features))
         app.page("/windows/{name}")(_page(self.windows))
         app.page("/status")(_page(self.status))
 
-    async def flush(self) -> None:
-        """Changed state to the changelog, then acknowledge the events that changed it."""
-        for partition, key, value in self.view.flush():
-            self.table.send_changelog(partition, key, value, value_serializer="raw")
-        self.last_flush = time.monotonic()
-        done, self.pending = self.pending, []
-        for event, stream in done:
-            await stream.ack(event)
+    async def run(self) -> None:
+        """Read the click topic from where the restored Table says, count, flush."""
+        tables: Any = self.app.tables
+        await tables.recovery.completed.wait()
+        view, intake = self.view, self.intake
+        view.load_marks()
+        resumed = intake.assign(self.table.data)
+        logger.info(
+            "online view up: %s users restored, watermark %s, resuming at %s",
+            sum(1 for k in self.table.data if k.startswith(b"u/")),
+            as_json(instant(view.watermark)) if view.watermark != NEVER else None,
+            resumed or "the beginning",
+            extra={"event": READY_EVENT, "topic": self.topic, "port": self.port},
+        )
+        self.running = True
+        gc.collect()
+        gc.freeze()  # what start-up made stays: the collector walks only what changes
+        try:
+            while not self.stopping:
+                messages = intake.take(self.batch_size)
+                for i in range(0, len(messages), CHUNK):
+                    self.count(messages[i : i + CHUNK])
+                    await asyncio.sleep(0)  # let the web server answer between chunks
+                if time.monotonic() - self.last_flush >= self.flush_s:
+                    view.lagging = intake.lagging()
+                    view.advance(time.monotonic())
+                    await self.flush()
+                if not messages:
+                    await asyncio.sleep(self.batch_wait)
+            await self.flush()
+        finally:
+            intake.close()
+            self.changelog.close()
+            self.running = False
+            self.stopped.set()
 
-    async def consume(self, stream: Any) -> None:
-        async for events in stream.noack_take(*self.batch):
-            for i in range(0, len(events), CHUNK):
-                self.count(events[i : i + CHUNK], stream)
-                await asyncio.sleep(0)  # let the web server answer between chunks
-            if time.monotonic() - self.last_flush >= self.flush_s:
-                await self.flush()
+    async def shutdown(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """On a clean stop: the last states, and once acked the offsets they cover."""
+        self.stopping = True
+        if self.running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), 30)
 
-    def count(self, events: list[Any], stream: Any) -> None:
+    def count(self, messages: list[Any]) -> None:
         batch, now = [], time.time()
-        for event in events:
-            message = event.message
-            self.offsets[message.partition] = message.offset + 1
-            record, reason = self.decoder(message.key, message.value, int(message.timestamp * 1e3))
-            self.lag.add(message.timestamp, now)
+        for message in messages:
+            appended_ms = message.timestamp()[1]
+            record, reason = self.decoder(message.key(), message.value(), appended_ms)
+            self.lag.add(appended_ms / 1e3, now)
             if record is None:
                 self.view.counts["refused"] += 1
                 self.view.counts[f"refused: {reason}"] += 1
             else:
-                batch.append((message.partition, record))
-            self.pending.append((event, stream))
-        self.view.lagging = self.lagging()
+                batch.append((message.partition(), record))
+        self.view.lagging = self.intake.lagging()
         self.view.apply(batch)
 
-    def lagging(self) -> set[int]:
-        """Partitions the fetcher knows records beyond what was counted (or knows nothing of)."""
-        from faust.types import TP
-
-        consumer: Any = self.app.consumer
-        out = set()
-        for p in range(self.view.partitions):
-            try:
-                high = consumer.highwater(TP(self.topic, p))
-            except Exception:  # not assigned (yet)
-                continue
-            if high is None or self.offsets.get(p, 0) < high:
-                out.add(p)
-        return out
+    async def flush(self) -> None:
+        """Changed states to the changelog; the offsets they cover follow once acked."""
+        log = self.changelog
+        log.release()
+        for n, (partition, key, value) in enumerate(self.view.flush(), 1):
+            log.send(partition, key, value)
+            if n % FLUSH_CHUNK == 0:
+                log.poll()
+                await asyncio.sleep(0)  # the web server answers while a large flush runs
+        log.hold(self.intake.marks())
+        self.last_flush = time.monotonic()
 
     async def commits(self, stream: Any) -> None:
         async for event in stream.events():
@@ -194,22 +242,6 @@ class Service:
 
     async def tick(self) -> None:
         await self.control.tick()
-        self.view.lagging = self.lagging()
-        self.view.advance(time.monotonic())
-        if self.pending or self.view.dirty or self.view.marked != self.view.clocks:
-            await self.flush()
-
-    async def ready(self) -> None:
-        tables: Any = self.app.tables
-        await tables.recovery.completed.wait()
-        view = self.view
-        view.load_marks()
-        logger.info(
-            "online view up: %s users restored, watermark %s",
-            sum(1 for k in self.table.data if k.startswith(b"u/")),
-            as_json(instant(view.watermark)) if view.watermark != NEVER else None,
-            extra={"event": READY_EVENT, "topic": self.topic, "port": self.port},
-        )
 
     async def features(self, web: Any, request: Any, user_id: str) -> Any:
         try:
@@ -233,7 +265,13 @@ class Service:
 
     async def status(self, web: Any, request: Any) -> Any:
         return _json(
-            web, {**_status(self.view, self.lag, self.topic), "control": self.control.state()}
+            web,
+            {
+                **_status(self.view, self.lag, self.topic),
+                "behind": self.intake.behind(),
+                "changelog": self.changelog.state(),
+                "control": self.control.state(),
+            },
         )
 
 
@@ -260,6 +298,7 @@ def _status(view: OnlineView, lag: Lag, topic: str) -> dict[str, Any]:
         "watermark": instant(view.watermark) if view.watermark != NEVER else None,
         "stream_time": instant(view.stream_time) if view.stream_time != NEVER else None,
         "lag_s": lag.percentiles(),
+        "lag_s_since_start": lag.since_start(),
     }
 
 
@@ -281,8 +320,10 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(json_lines=True, show_third_party=True)
     for noisy in ("faust", "mode", "aiokafka", "aiohttp", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    import uvloop
     from faust.worker import Worker
 
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # before faust makes its loop
     service = Service(settings, args.topic or clicks_topic(settings))
     Worker(service.app, loglevel="WARNING", override_logging=False).execute_from_commandline()
 

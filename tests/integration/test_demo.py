@@ -195,8 +195,9 @@ def test_status_is_the_operators_view(demo: dict[str, Any], lake: Settings) -> N
 def test_the_online_view_answers_as_printed_and_equals_the_tables(
     demo: dict[str, Any], lake: Settings
 ) -> None:
-    """The demo started the online view: the printed curl gives one user's windows (those
-    the summary saved), and its closed windows equal the feature tables (skew 0)."""
+    """The demo started the online view: the printed curl (to its read replica) gives one
+    user's windows (those the summary saved), and its closed windows equal the feature
+    tables (skew 0)."""
     served = demo["facts"]["online"]
     assert served["settled"], served
     assert served["curl"] in demo["stdout"]
@@ -227,6 +228,10 @@ def test_the_online_view_answers_as_printed_and_equals_the_tables(
     )
     assert view["online"]["supervisor"]["status"] == "running"
     assert view["online"]["view"]["counts"]["events"] > 0
+    # the curl asked the read replica, which serves what the changelog holds
+    assert view["online"]["replica"]["supervisor"]["status"] == "running"
+    assert served["curl"].startswith(f"curl -s {view['online']['replica']['url']}/")
+    assert view["online"]["replica"]["view"]["users"] == view["online"]["view"]["users"]
 
 
 def test_the_replay_enriches_as_live_did_across_profile_changes(

@@ -1,7 +1,7 @@
 """The online view (faust-streaming worker) against the live feature job's tables: after the
 simulator sends late and duplicate events, every closed window both hold is identical
-(skew 0), and a worker killed with SIGKILL comes back from its changelog topic with the
-same answers."""
+(skew 0), its read replica answers as the worker does, and a worker killed with SIGKILL
+comes back from its changelog topic with the same answers, resuming where its state ends."""
 
 from __future__ import annotations
 
@@ -33,13 +33,14 @@ CHECKED = ["user_activity_1m", "user_activity_1h"]
 
 
 class Worker:
-    """``python -m stream_jobs.online.worker`` over one test topic: its own group and port."""
+    """``python -m stream_jobs.online.worker`` over one test topic: its own group and port
+    (``module="serve"``: its read replica)."""
 
-    def __init__(self, topic: str, log: Path, **env: str) -> None:
+    def __init__(self, topic: str, log: Path, module: str = "worker", **env: str) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.topic, self.log, self.env = topic, log, env
+        self.topic, self.log, self.env, self.module = topic, log, env, module
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -47,14 +48,16 @@ class Worker:
         env = {
             **os.environ,
             "KAPPA_ONLINE_GROUP": f"online-{self.topic}",
-            "KAPPA_ONLINE_PORT": str(self.port),
+            "KAPPA_ONLINE_PORT" if self.module == "worker" else "KAPPA_ONLINE_SERVE_PORT": str(
+                self.port
+            ),
             "KAPPA_ONLINE_RETENTION": "30 days",  # the simulated hours, not the last one only
             "PYTHONPATH": str(PROJECT_ROOT),
             **self.env,
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "stream_jobs.online.worker", "--topic", self.topic],
+                [sys.executable, "-m", f"stream_jobs.online.{self.module}", "--topic", self.topic],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -105,6 +108,13 @@ def worker(feature_topic: str, tmp_path: Path) -> Iterator[Worker]:
     running.kill()
 
 
+@pytest.fixture
+def replica(feature_topic: str, tmp_path: Path) -> Iterator[Worker]:
+    running = Worker(feature_topic, tmp_path / "replica.log", module="serve")
+    yield running
+    running.kill()
+
+
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -115,7 +125,7 @@ def _counted(status: dict[str, Any]) -> int:
 
 
 def test_the_online_view_equals_the_tables_and_comes_back_after_a_kill(
-    lake: Settings, feature_topic: str, namespaces: Any, worker: Worker
+    lake: Settings, feature_topic: str, namespaces: Any, worker: Worker, replica: Worker
 ) -> None:
     topic, ns = feature_topic, namespaces()
     sent = simulate(
@@ -161,10 +171,17 @@ def test_the_online_view_equals_the_tables_and_comes_back_after_a_kill(
     before = {name: worker.windows(name) for name in CHECKED}
     users = sorted({r["user_id"] for r in records})[:25]
     served = {u: worker.get(f"/features/users/{u}") for u in users}
+    # the read replica, from the changelog topic alone, answers as the worker does
+    replica.start()
+    replica.wait(lambda s: s["watermark"] == status["watermark"], timeout_s=120)
+    for user in users:
+        assert replica.get(f"/features/users/{user}") == served[user]
     worker.kill()
     worker.start()
-    worker.wait(lambda s: s["watermark"] == status["watermark"])
+    restarted = worker.wait(lambda s: s["watermark"] == status["watermark"])
     for name in CHECKED:
         assert worker.windows(name) == before[name]
     for user in users:
         assert worker.get(f"/features/users/{user}") == served[user]
+    # it resumed where its restored state ends: what it read again, it had counted
+    assert restarted["counts"].get("events", 0) == 0, restarted["counts"]

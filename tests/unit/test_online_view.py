@@ -11,7 +11,8 @@ import pytest
 
 from kappa.settings import OnlineSettings, Settings
 from stream_jobs import feature_sets as features
-from stream_jobs.online.view import OnlineView, micros, online_sets
+from stream_jobs.online.state import micros
+from stream_jobs.online.view import OnlineView, online_sets
 from tests.integration import featureoracle as oracle
 from tests.unit.test_feature_definitions import _events
 

@@ -1,0 +1,195 @@
+"""The online view's read replica: ``GET /features/users/{id}`` from the changelog topic.
+
+Run it with ``kappa online start`` (beside the worker, supervised like it) or directly::
+
+    python -m stream_jobs.online.serve [--topic shop.clicks]
+
+The worker counts events and serves its own pages on ``KAPPA_ONLINE_PORT``; answering
+models at thousands of requests a second from the same event loop would hold each
+answer behind the counting (a batch, a flush) and share one core between them. The
+replica is a second process that reads the worker's changelog topic
+(``<group>-users-changelog``) from its beginning, keeps every user's latest encoded
+state and the clocks the worker wrote, and answers from them with the worker's own
+arithmetic (``stream_jobs.online.view``): the same JSON, as of the worker's last flush
+(``KAPPA_ONLINE_FLUSH_INTERVAL``). It is ready once it has read the changelog to the end
+it found at start; ``GET /status`` says how far behind the changelog it is.
+
+HTTP on ``KAPPA_ONLINE_HOST:KAPPA_ONLINE_SERVE_PORT``:
+
+- ``GET /features/users/{user_id}``: as the worker's page of the same path;
+- ``GET /status``: records applied, users, clocks, lag behind the changelog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import time
+from typing import Any
+
+from kappa.log import configure as configure_logging
+from kappa.names import clicks_topic
+from kappa.settings import Settings, get_settings
+from kappa.topics import LIBRDKAFKA_LOG, end_offsets
+from stream_jobs.online.kafka_io import OFFSET_KEY
+from stream_jobs.online.state import NEVER, instant
+from stream_jobs.online.view import WATERMARK_KEY, OnlineView
+from stream_jobs.online.worker import READY_EVENT, TABLE, Lag, dump
+
+logger = logging.getLogger(__name__)
+
+READ_AT_ONCE = 2000  # changelog records applied between two chances for the server to answer
+
+
+def changelog_topic(settings: Settings) -> str:
+    """The worker's Table changelog (faust names it ``<app id>-<table>-changelog``)."""
+    return f"{settings.online.group}-{TABLE}-changelog"
+
+
+class Replica:
+    """The users' states and the clocks, as the changelog topic has them."""
+
+    def __init__(self, settings: Settings, topic: str, wait_s: float = 120) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic = topic
+        deadline = time.monotonic() + wait_s
+        while not (ends := end_offsets(settings, topic)) and time.monotonic() < deadline:
+            time.sleep(1)  # the worker makes it as it starts
+        if not ends:
+            raise SystemExit(
+                f"changelog topic {topic} does not exist: start the worker first "
+                "(`kappa online start` starts both)"
+            )
+        self.ends = ends
+        self.view = OnlineView(settings, {}, len(self.ends))
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka.bootstrap,
+                "group.id": f"{settings.online.group}-replica",  # never joined, never committed
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "fetch.wait.max.ms": 20,
+                **settings.kafka.client_config(),
+            },
+            logger=LIBRDKAFKA_LOG,
+        )
+        self.positions: dict[int, int] = {}
+        self.applied = 0
+        self.lag = Lag()
+
+    def start(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        self.consumer.assign(
+            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(self.ends)]
+        )
+
+    def read(self, most: int = READ_AT_ONCE) -> int:
+        """Apply up to ``most`` records already fetched; how many."""
+        store, view, now = self.view.store, self.view, time.time()
+        messages: list[Any] = self.consumer.consume(most, timeout=0)
+        for message in messages:
+            if message.error() is not None:
+                logger.warning("reading %s: %s", self.topic, message.error())
+                continue
+            key, value = message.key() or b"", message.value()
+            self.positions[message.partition()] = message.offset() + 1
+            self.lag.add(message.timestamp()[1] / 1e3, now)
+            if key.startswith(OFFSET_KEY):
+                continue
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value  # decoded when asked for, never kept decoded
+                if key.startswith(WATERMARK_KEY):
+                    view.mark(value)
+        self.applied += len(messages)
+        return len(messages)
+
+    def caught_up(self) -> bool:
+        """Read to the ends the changelog had when the replica started."""
+        return all(self.positions.get(p, 0) >= end for p, end in self.ends.items() if end > 0)
+
+    def status(self) -> dict[str, Any]:
+        view = self.view
+        return {
+            "changelog": self.topic,
+            "applied": self.applied,
+            "users": sum(1 for k in view.store if k.startswith(b"u/")),
+            "watermark": instant(view.watermark) if view.watermark != NEVER else None,
+            "stream_time": instant(view.stream_time) if view.stream_time != NEVER else None,
+            "changelog_lag_s": self.lag.percentiles(),
+        }
+
+
+async def serve(settings: Settings, topic: str) -> None:
+    """Catch up with the changelog, then answer while following it."""
+    from aiohttp import web
+
+    replica = Replica(settings, changelog_topic(settings))
+    replica.start()
+    while not replica.caught_up():
+        if not replica.read():
+            await asyncio.sleep(0.02)
+    gc.collect()
+    gc.freeze()  # what start-up made stays: the collector walks only what changes
+
+    async def features(request: web.Request) -> Any:
+        user_id = request.match_info["user_id"]
+        try:
+            uid = int(user_id)
+        except ValueError:
+            return _json({"error": f"user id {user_id!r} is not an integer"}, 400)
+        return _json(replica.view.features(uid))
+
+    async def status(request: web.Request) -> Any:
+        return _json({"topic": topic, **replica.status()})
+
+    app = web.Application()
+    app.router.add_get("/features/users/{user_id}", features)
+    app.router.add_get("/status", status)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    cfg = settings.online
+    await web.TCPSite(runner, cfg.host, cfg.serve_port, backlog=1024).start()
+    logger.info(
+        "online replica up: %s users from %s, serving on %s:%s",
+        replica.status()["users"],
+        replica.topic,
+        cfg.host,
+        cfg.serve_port,
+        extra={"event": READY_EVENT, "topic": topic, "port": cfg.serve_port},
+    )
+    try:
+        while True:
+            if not replica.read():
+                await asyncio.sleep(0.005)
+    finally:
+        replica.consumer.close()
+        await runner.cleanup()
+
+
+def _json(value: Any, status: int = 200) -> Any:
+    from aiohttp import web
+
+    return web.Response(body=dump(value), status=status, content_type="application/json")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topic", help="Click topic (default: KAPPA_TOPICS_CLICKS).")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(json_lines=True, show_third_party=True)
+    for noisy in ("aiohttp", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import uvloop
+
+    uvloop.run(serve(settings, args.topic or clicks_topic(settings)))
+
+
+if __name__ == "__main__":
+    main()
