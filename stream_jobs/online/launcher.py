@@ -1,7 +1,7 @@
 """Run the online view's worker in the background, supervised like the streaming jobs.
 
 Two processes, each in its folder like a streaming job's (``<state>/streams/online/``
-and ``<state>/streams/online-replica/``: pid files, ``driver.log``, ``supervisor.json``),
+and ``<state>/streams/online.serve/``: pid files, ``driver.log``, ``supervisor.json``),
 so stopping them and reading their supervisors' state are the Spark jobs' own functions
 (``stream_jobs.launcher``); only starting them differs: Python processes, ready once
 they logged ``online_ready`` (the worker: its Table restored from the changelog; the
@@ -22,7 +22,7 @@ from kappa.settings import PROJECT_ROOT, Settings
 from stream_jobs import launcher
 
 NAME = "online"
-REPLICA = "online-replica"
+REPLICA = "online.serve"  # in its command line (`-m stream_jobs.online.serve`): its pid is checked by it
 
 
 def url(settings: Settings, path: str = "") -> str:

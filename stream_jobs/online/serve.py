@@ -78,7 +78,8 @@ class Replica:
         )
         self.positions: dict[int, int] = {}
         self.applied = 0
-        self.lag = Lag()
+        self.lag = Lag()  # once caught up: how long a state took from the worker to here
+        self.live = False
 
     def start(self) -> None:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
@@ -97,7 +98,8 @@ class Replica:
                 continue
             key, value = message.key() or b"", message.value()
             self.positions[message.partition()] = message.offset() + 1
-            self.lag.add(message.timestamp()[1] / 1e3, now)
+            if self.live:
+                self.lag.add(message.timestamp()[1] / 1e3, now)
             if key.startswith(OFFSET_KEY):
                 continue
             if value is None:
@@ -134,6 +136,7 @@ async def serve(settings: Settings, topic: str) -> None:
     while not replica.caught_up():
         if not replica.read():
             await asyncio.sleep(0.02)
+    replica.live = True
     gc.collect()
     gc.freeze()  # what start-up made stays: the collector walks only what changes
 
