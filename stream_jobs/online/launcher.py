@@ -22,7 +22,7 @@ from kappa.settings import PROJECT_ROOT, Settings
 from stream_jobs import launcher
 
 NAME = "online"
-REPLICA = "online.serve"  # in its command line (`-m stream_jobs.online.serve`): its pid is checked by it
+REPLICA = "online.serve"  # in its command line (`-m stream_jobs.online.serve`): the pid check
 
 
 def url(settings: Settings, path: str = "") -> str:
