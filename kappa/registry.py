@@ -20,8 +20,11 @@ process; an id the registry does not know (yet) is asked again next time.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -30,6 +33,8 @@ from kappa.exceptions import IncompatibleSchemaError, KappaError, RegistryUnavai
 from schemas.compat import backward_problems, forward_problems
 from schemas.contracts import COMPATIBILITY
 from schemas.registry import Compatibility, Registration, SubjectInfo
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import requests
@@ -166,6 +171,38 @@ def schema_by_id(base_url: str, schema_id: int) -> str | None:
             return None
         _by_id[key] = str(body["schema"])
     return _by_id[key]
+
+
+class Readers:
+    """fastavro readers of Avro bodies by writer schema id, each made once from the
+    registry (and resolved into ``subject``'s latest schema when it is another); None for
+    an id not registered (yet: asked again next time)."""
+
+    def __init__(self, base_url: str, subject: str | None = None) -> None:
+        self.url, self.subject = base_url, subject
+        self.made: dict[int, Callable[[io.BytesIO], Any]] = {}
+
+    def __call__(self, schema_id: int) -> Callable[[io.BytesIO], Any] | None:
+        found = self.made.get(schema_id)
+        if found is not None:
+            return found
+        from fastavro import parse_schema, schemaless_reader
+
+        text = schema_by_id(self.url, schema_id)
+        if text is None:
+            return None
+        newest = latest(self.url, self.subject) if self.subject is not None else None
+        writer = parse_schema(json.loads(text))
+        reader = None
+        if newest is not None and newest.schema_id != schema_id:
+            reader = parse_schema(json.loads(newest.text))
+
+        def read(body: io.BytesIO) -> Any:
+            return schemaless_reader(body, writer, reader)
+
+        self.made[schema_id] = read
+        logger.info("decoding schema id %s (reader: id %s)", schema_id, newest and newest.schema_id)
+        return read
 
 
 def latest(base_url: str, subject: str) -> Version | None:

@@ -46,21 +46,17 @@ def decoder(registry_url: str) -> Any:
     """Confluent-framed Avro values -> records (writer schemas fetched by id, once)."""
     import io
 
-    from fastavro import parse_schema, schemaless_reader
-
     from kappa import registry
     from schemas import wire
 
-    parsed: dict[int, Any] = {}
+    readers = registry.Readers(registry_url)
 
     def decode(value: bytes) -> dict[str, Any]:
         schema_id, body = wire.split(value)
-        if schema_id not in parsed:
-            text = registry.schema_by_id(registry_url, schema_id)
-            if text is None:
-                raise ValueError(f"unknown schema id {schema_id}")
-            parsed[schema_id] = parse_schema(json.loads(text))
-        return dict(schemaless_reader(io.BytesIO(body), parsed[schema_id], None))  # type: ignore[arg-type]
+        read = readers(schema_id)
+        if read is None:
+            raise ValueError(f"unknown schema id {schema_id}")
+        return dict(read(io.BytesIO(body)))
 
     return decode
 

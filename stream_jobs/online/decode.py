@@ -12,9 +12,6 @@ latest schema as the Spark decoder does.
 from __future__ import annotations
 
 import io
-import json
-import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,42 +19,16 @@ from kappa import registry
 from schemas import wire
 from stream_jobs.avro import FUTURE, STALE, Contract
 
-logger = logging.getLogger(__name__)
-
-Reader = Callable[[io.BytesIO], Any]
-
 
 class Decoder:
     """Decodes and checks click records against ``contract`` (see the module docstring)."""
 
     def __init__(self, registry_url: str, contract: Contract) -> None:
-        self.url, self.contract = registry_url, contract
-        self.readers: dict[int, Reader | None] = {}
-        self.reader_schema: Any = None
+        self.contract = contract
+        self.readers = registry.Readers(registry_url, contract.subject)
         self.required = contract.required
         self.future: timedelta | None = contract.max_future_skew
         self.max_age: timedelta | None = contract.max_age
-
-    def _reader(self, schema_id: int) -> Reader | None:
-        if schema_id in self.readers:
-            return self.readers[schema_id]
-        from fastavro import parse_schema, schemaless_reader
-
-        text = registry.schema_by_id(self.url, schema_id)
-        if text is None:  # not cached: a later record may find it registered
-            return None
-        latest = registry.latest(self.url, self.contract.subject)
-        writer = parse_schema(json.loads(text))
-        reader = None
-        if latest is not None and latest.schema_id != schema_id:
-            reader = parse_schema(json.loads(latest.text))
-
-        def read(body: io.BytesIO) -> Any:
-            return schemaless_reader(body, writer, reader)
-
-        self.readers[schema_id] = read
-        logger.info("decoding schema id %s (reader: id %s)", schema_id, latest and latest.schema_id)
-        return read
 
     def __call__(
         self, key: bytes | None, value: bytes | None, timestamp_ms: int
@@ -71,7 +42,7 @@ class Decoder:
         if value[0] != wire.MAGIC:
             return None, "bad magic byte (not Confluent wire format)"
         schema_id = int.from_bytes(value[1:5], "big")
-        read = self._reader(schema_id)
+        read = self.readers(schema_id)
         if read is None:
             return None, f"unknown schema id {schema_id}"
         if contract.max_value_bytes is not None and len(value) > contract.max_value_bytes:
