@@ -10,7 +10,7 @@ from typing import Any
 from iceberg.tables import TableDef, all_tables, to_pyiceberg
 from kappa.catalog import load_catalog
 from kappa.exceptions import KappaError
-from kappa.names import LAKE_NAMESPACES
+from kappa.names import BATCH_ID_PROP, LAKE_NAMESPACES, QUERY_ID_PROP
 from kappa.settings import Settings
 
 
@@ -88,6 +88,20 @@ def list_tables(
                 }
             )
     return rows
+
+
+def marked(table: Any, query_id: str, batch_id: int | None = None) -> list[Any]:
+    """The snapshots of ``table`` a streaming query committed (with the (query id, batch
+    id) marker the jobs write: ``stream_jobs.runtime.append_once``), oldest first; only
+    batch ``batch_id``'s when given."""
+    out = []
+    for snap in table.snapshots():
+        props = snap.summary.additional_properties if snap.summary else {}
+        if props.get(QUERY_ID_PROP) == query_id and (
+            batch_id is None or props.get(BATCH_ID_PROP) == str(batch_id)
+        ):
+            out.append(snap)
+    return out
 
 
 def live_rows(table: Any, snapshot_id: int | None = None) -> int:

@@ -93,16 +93,10 @@ class CommitLog:
 
 
 def _snapshot_id(settings: Settings, table: str, query_id: str, batch_id: int) -> int | None:
-    from kappa.catalog import load_catalog
+    from iceberg.admin import load, marked
 
-    found = load_catalog(settings).load_table(table)
-    for snap in reversed(found.snapshots()):
-        props = snap.summary.additional_properties if snap.summary else {}
-        if props.get(names.QUERY_ID_PROP) == query_id and props.get(names.BATCH_ID_PROP) == str(
-            batch_id
-        ):
-            return int(snap.snapshot_id)
-    return None
+    found = marked(load(settings, table), query_id, batch_id)
+    return int(found[-1].snapshot_id) if found else None
 
 
 _logs: dict[int, CommitLog] = {}

@@ -437,16 +437,11 @@ def last_committed_snapshot(
     settings: Settings, tables: tuple[str, ...], query_id: str
 ) -> dict[str, Any]:
     """The newest snapshot (per table) that this query committed."""
-    from iceberg.admin import load
+    from iceberg.admin import load, marked
 
     found: dict[str, Any] = {}
     for ident in tables:
-        table = load(settings, ident)
-        mine = [
-            s
-            for s in table.snapshots()
-            if s.summary and s.summary.additional_properties.get(names.QUERY_ID_PROP) == query_id
-        ]
+        mine = marked(load(settings, ident), query_id)
         if mine:
             snap = max(mine, key=lambda s: s.timestamp_ms)
             found[ident] = {"snapshot_id": snap.snapshot_id, "committed_at_ms": snap.timestamp_ms}
