@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 READY_EVENT = "online_ready"
 CHUNK = 100  # events decoded and counted between two chances for the web server to answer
 FLUSH_CHUNK = 200  # states sent to the changelog between two such chances
+CONTROL_TICK_S = 1.0  # the control plane's alerts, rounds and drift checks are due
 TABLE = "users"
 
 
@@ -153,7 +154,7 @@ class Service:
         self.control = Control(settings, folder)
         self.decode_commit = control.decoder(settings.registry.ccompat_url)
         app.agent(commits, name="control")(self.commits)
-        app.timer(self.flush_s, name="tick")(self.tick)
+        app.timer(CONTROL_TICK_S, name="tick")(self.tick)
         app.task(self.run)
         self.stopping = self.running = False
         self.stopped = asyncio.Event()
