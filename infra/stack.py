@@ -13,6 +13,7 @@ from infra.services.kafka import Kafka
 from infra.services.mlflow import Mlflow
 from infra.services.postgres import Postgres, find_bin_dir
 from infra.services.registry import Registry
+from infra.services.spark import cluster
 from kappa.exceptions import KappaError, ToolMissingError, UnknownServiceError
 from kappa.settings import Settings
 
@@ -36,13 +37,17 @@ class ServiceStatus:
 
 
 def services(settings: Settings) -> list[Service]:
-    """Every service in start order; Kafka once per node (``kafka``, ``kafka-2``, ...)."""
+    """Every service in start order; Kafka once per node (``kafka``, ``kafka-2``, ...);
+    last the Spark standalone cluster when asked for (``KAPPA_SPARK_CLUSTER``) or running."""
     out: list[Service] = []
     for cls in SERVICE_ORDER:
         if cls is Kafka and settings.kafka.managed:
             out += [Kafka(settings, node) for node in range(1, settings.kafka.nodes + 1)]
         else:
             out.append(cls(settings))
+    spark = cluster(settings)
+    if settings.spark.cluster or any(svc.pid() is not None for svc in spark):
+        out += spark
     return out
 
 

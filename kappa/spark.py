@@ -68,7 +68,58 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.iceberg.check-nullability": "false",
     }
     conf.update(spark_catalog_conf(settings))
+    conf.update(cluster_conf(settings))
     return conf
+
+
+SHIPPED = ("kappa", "schemas", "stream_jobs", "iceberg")
+"""The packages a job's executors import (its Python code runs there too)."""
+
+
+def cluster_conf(settings: Settings) -> dict[str, str]:
+    """On a standalone master (``spark://``): :func:`executor_conf`, and the project's code
+    shipped to the executors."""
+    if not settings.spark.master.startswith("spark://"):
+        return {}
+    return {**executor_conf(settings), "spark.submit.pyFiles": str(project_archive(settings))}
+
+
+def executor_conf(settings: Settings) -> dict[str, str]:
+    """Executors of one core each, as many as the standalone cluster offers
+    (``KAPPA_SPARK_CLUSTER_WORKERS`` x ``_WORKER_CORES``: an application takes every core
+    otherwise); a local master ignores them."""
+    cfg = settings.spark
+    return {
+        "spark.executor.cores": "1",
+        "spark.cores.max": str(cfg.cluster_workers * cfg.worker_cores),
+        "spark.executor.memory": cfg.executor_memory,
+    }
+
+
+def project_archive(settings: Settings) -> Path:
+    """``<state>/spark/kappa-py.zip``: the packages of :data:`SHIPPED`, as ``--py-files``
+    sends them to executors (rewritten only when its content changes)."""
+    import io
+    import zipfile
+
+    from kappa.settings import PROJECT_ROOT
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in SHIPPED:
+            for path in sorted((PROJECT_ROOT / package).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    info = zipfile.ZipInfo(str(path.relative_to(PROJECT_ROOT)))  # no mtimes
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, path.read_bytes())
+    target = settings.stack.state_dir / "spark" / "kappa-py.zip"
+    data = buffer.getvalue()
+    if not target.exists() or target.read_bytes() != data:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".zip.partial")
+        partial.write_bytes(data)
+        partial.replace(target)
+    return target
 
 
 def spark_env(settings: Settings) -> dict[str, str]:
@@ -102,19 +153,26 @@ def get_spark(settings: Settings, app_name: str) -> Any:
 
     for key, value in spark_env(settings).items():
         os.environ.setdefault(key, value)
-    builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
+    # PYSPARK_GATEWAY_PORT: spark-submit started this Python process; its JVM already runs,
+    # with the master it was given (--master, or spark.master in spark-defaults.conf).
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    builder = SparkSession.builder.appName(app_name)
+    if not submitted:
+        builder = builder.master(settings.spark.master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
-    # PYSPARK_GATEWAY_PORT: spark-submit started this Python process; its JVM already runs.
-    if SparkSession.getActiveSession() is None and "PYSPARK_GATEWAY_PORT" not in os.environ:
+    if SparkSession.getActiveSession() is None and not submitted:
         # The JVM this starts keeps our stderr for life: its log4j and launcher lines go
         # to the log file instead of the user's terminal.
         with _stderr_to(settings.stack.logs_dir / "spark-driver.log"):
-            return _session(builder)
-    return _session(builder)
+            return _session(builder, settings)
+    return _session(builder, settings, submitted)
 
 
-def _session(builder: Any) -> Any:
+def _session(builder: Any, settings: Settings, submitted: bool = False) -> Any:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    if not submitted and settings.spark.master.startswith("spark://"):
+        # spark-submit ships spark.submit.pyFiles; a session built here ships them itself
+        spark.sparkContext.addPyFile(str(project_archive(settings)))
     return spark

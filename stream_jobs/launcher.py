@@ -33,6 +33,7 @@ from kappa.exceptions import KappaError
 from kappa.processes import alive, end_group, kill_group, running_pid, signal_group
 from kappa.settings import PROJECT_ROOT, Settings
 from kappa.spark import spark_conf, spark_env
+from kappa.sparkconf import is_secret
 from stream_jobs import startup
 from stream_jobs.feature_sets import DEFINITIONS, feature_table, feature_tables
 from stream_jobs.progress import dropped_by_watermark, last_progress, processed_offsets
@@ -171,10 +172,6 @@ def job_of(settings: Settings, name: str) -> str:
     return str(found)
 
 
-SECRET_KEY_PARTS = ("password", "secret", "token")
-"""A Spark setting whose key holds one of these is a secret: never on a command line."""
-
-
 def submit_command(
     settings: Settings, spec: JobSpec, args: list[str], folder: Path | None = None
 ) -> list[str]:
@@ -188,7 +185,7 @@ def submit_command(
     cmd = [str(spark_submit), "--master", settings.spark.master, "--name", spec.name]
     secrets: dict[str, str] = {}
     for key, value in spark_conf(settings).items():
-        if any(part in key.lower() for part in SECRET_KEY_PARTS):
+        if is_secret(key):
             secrets[key] = value
         else:
             cmd += ["--conf", f"{key}={value}"]
@@ -281,12 +278,18 @@ def _launch(
     folder = job_dir(settings, instance)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / JOB_FILE).write_text(f"{spec.name}\n")
+    command = submit_command(settings, spec, ["--name", instance, *(args or [])], folder)
+    return supervise(settings, folder, instance, command, submit_env(settings))
+
+
+def submit_env(settings: Settings) -> dict[str, str]:
+    """The environment :func:`submit_command` runs in: this Python for the driver and the
+    executors' Python workers, the project on the driver's path."""
     env = dict(os.environ)
     env["PYSPARK_PYTHON"] = sys.executable
     env.update(spark_env(settings))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
-    command = submit_command(settings, spec, ["--name", instance, *(args or [])], folder)
-    return supervise(settings, folder, instance, command, env)
+    return env
 
 
 def supervise(

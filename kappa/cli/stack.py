@@ -36,7 +36,13 @@ def install(out: Output) -> None:
     help="KRaft nodes to run (3: replication 3, min.insync.replicas 2). Fixed when the"
     " stack is first created; later commands use the same count.",
 )
-def up(brokers: int | None) -> None:
+@click.option(
+    "--spark-cluster",
+    is_flag=True,
+    help="Also run a Spark standalone cluster (a master and KAPPA_SPARK_CLUSTER_WORKERS "
+    "workers); jobs use it with KAPPA_SPARK_MASTER=spark://127.0.0.1:7077.",
+)
+def up(brokers: int | None, spark_cluster: bool) -> None:
     """Start the services that are not running, in order, and wait until healthy."""
     from infra import stack
     from stream_jobs import launcher
@@ -45,10 +51,16 @@ def up(brokers: int | None) -> None:
     if brokers is not None:
         kafka = settings.kafka.model_copy(update={"brokers": brokers})
         settings = settings.model_copy(update={"kafka": kafka})
+    if spark_cluster:
+        spark = settings.spark.model_copy(update={"cluster": True})
+        settings = settings.model_copy(update={"spark": spark})
     stack.up(settings, report=click.echo)
     created = launcher.ensure_topics(settings)
     if created:
         click.echo(f"topics created: {', '.join(created)}")
+    from kappa import sparkconf
+
+    click.echo(f"spark-submit by hand: SPARK_CONF_DIR={sparkconf.write(settings)}")
 
 
 @click.command()

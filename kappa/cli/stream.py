@@ -18,14 +18,24 @@ def stream() -> None:
 @stream.command()
 @click.argument("name")
 @click.option("--available-now", is_flag=True, help="Drain what is in the topic, then stop.")
+@click.option(
+    "--master",
+    default=None,
+    help="Spark master to submit to, e.g. spark://127.0.0.1:7077 (`kappa up --spark-cluster`)"
+    " [default: KAPPA_SPARK_MASTER].",
+)
 @output_option
-def start(name: str, available_now: bool, out: Output) -> None:
+def start(name: str, available_now: bool, master: str | None, out: Output) -> None:
     """Start job NAME (raw_clicks, cdc_mirror, features) unless it already runs."""
     from iceberg.admin import create_all
     from kappa.ops import checks
     from stream_jobs import launcher
 
     settings = get_settings()
+    if master is not None:
+        settings = settings.model_copy(
+            update={"spark": settings.spark.model_copy(update={"master": master})}
+        )
     launcher.job(settings, name)  # an unknown name fails here, before anything is touched
     running = launcher.pid(settings, name)
     log = launcher.job_dir(settings, name) / "driver.log"

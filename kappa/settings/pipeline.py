@@ -114,6 +114,22 @@ class SparkSettings(BaseSettings):
         "last event); none: trigger_interval.",
     )
     max_offsets_per_trigger: int = Field(default=500_000, description="Cap per micro-batch.")
+    cluster: bool = Field(
+        default=False,
+        description="`kappa up` also runs a Spark standalone cluster (`kappa up --spark-cluster`: "
+        "a master and `cluster_workers` workers on loopback); jobs use it with "
+        "KAPPA_SPARK_MASTER=spark://<host>:<cluster_port>.",
+    )
+    cluster_port: int = Field(default=7077, description="The standalone master's port.")
+    cluster_ui_port: int = Field(
+        default=8090, description="The master's web UI (and its /json/); worker n: +n."
+    )
+    cluster_workers: int = Field(default=2, description="Workers of the standalone cluster.")
+    worker_cores: int = Field(default=1, description="Cores each worker offers.")
+    worker_memory: str = Field(default="2g", description="Memory each worker offers executors.")
+    executor_memory: str = Field(
+        default="1g", description="Heap of each executor on a standalone (spark://) master."
+    )
     state_store: str = Field(
         default="hdfs",
         description="hdfs (Spark's default: state on the heap) or rocksdb (state off the heap, "

@@ -123,3 +123,23 @@ def test_one_node_stays_a_standalone_kraft_node(tmp_path: Path) -> None:
     assert settings.kafka.bootstrap == "127.0.0.1:7000"
     assert Kafka(settings)._quorum() == "controller.quorum.bootstrap.servers=127.0.0.1:7001"
     assert (settings.kafka.replication, settings.kafka.min_insync) == (1, 1)
+
+
+def test_the_spark_cluster_runs_when_asked_with_its_own_ports(tmp_path: Path) -> None:
+    from infra.services.spark import SparkMaster, SparkWorker, cluster
+    from kappa.settings import Settings
+
+    plain = Settings(stack={"state_dir": tmp_path})  # type: ignore[arg-type]
+    assert not any(s.name.startswith("spark") for s in local_stack.services(plain))
+    asked = Settings(stack={"state_dir": tmp_path}, spark={"cluster": True})  # type: ignore[arg-type]
+    names = [s.name for s in local_stack.services(asked)]
+    assert names[-3:] == ["spark-master", "spark-worker-1", "spark-worker-2"]
+    master, *workers = cluster(asked)
+    port, ui = asked.spark.cluster_port, asked.spark.cluster_ui_port
+    assert isinstance(master, SparkMaster) and master.endpoint == f"spark://127.0.0.1:{port}"
+    assert [p.number for p in master.ports()] == [port, ui]
+    assert all(isinstance(w, SparkWorker) for w in workers)
+    assert [w.ui_port for w in workers] == [ui + 1, ui + 2]  # the workers' UIs: not 8081
+    argv = workers[0].command()
+    assert argv[argv.index("--cores") + 1] == "1" and master.endpoint in argv
+    assert master.marker in master.command()  # its pid file is trusted by its own argv

@@ -66,3 +66,23 @@ def test_mlflow_server_gets_its_store_uri_from_the_environment(settings: Setting
     server = Mlflow(settings)
     assert not [a for a in server.command() if "postgresql" in a or "kappa:" in a]
     assert server.env()["MLFLOW_BACKEND_STORE_URI"] == settings.tracking_uri
+
+
+def test_the_spark_conf_dir_holds_no_password_but_its_pgpass(settings: Settings) -> None:
+    """``kappa up``'s SPARK_CONF_DIR for spark-submit by hand: every setting but the
+    password, which only the private pgpass file holds (its ``:`` and ``\\`` escaped)."""
+    from kappa import sparkconf
+
+    folder = sparkconf.write(settings)
+    defaults = (folder / "spark-defaults.conf").read_text()
+    assert f"spark.master {settings.spark.master}\n" in defaults
+    assert "spark.sql.catalog." in defaults and "spark.jars " in defaults
+    for name in ("spark-defaults.conf", "spark-env.sh"):
+        text = (folder / name).read_text()
+        assert PASSWORD not in text and "jdbc.password" not in text, name
+    assert f"export PGPASSFILE={folder / 'pgpass'}" in (folder / "spark-env.sh").read_text()
+    pgpass = folder / "pgpass"
+    assert stat.S_IMODE(pgpass.stat().st_mode) == 0o600
+    pg = settings.postgres
+    escaped = PASSWORD.replace("\\", "\\\\").replace(":", "\\:")
+    assert pgpass.read_text() == f"{pg.host}:{pg.port}:{pg.catalog_db}:{pg.user}:{escaped}\n"
