@@ -77,11 +77,11 @@ SHIPPED = ("kappa", "schemas", "stream_jobs", "iceberg")
 
 
 def cluster_conf(settings: Settings) -> dict[str, str]:
-    """On a standalone master (``spark://``): :func:`executor_conf`, and the project's code
-    shipped to the executors."""
+    """On a standalone master (``spark://``): :func:`executor_conf` (the project's code is
+    shipped by :func:`get_spark`)."""
     if not settings.spark.master.startswith("spark://"):
         return {}
-    return {**executor_conf(settings), "spark.submit.pyFiles": str(project_archive(settings))}
+    return executor_conf(settings)
 
 
 def executor_conf(settings: Settings) -> dict[str, str]:
@@ -97,8 +97,8 @@ def executor_conf(settings: Settings) -> dict[str, str]:
 
 
 def project_archive(settings: Settings) -> Path:
-    """``<state>/spark/kappa-py.zip``: the packages of :data:`SHIPPED`, as ``--py-files``
-    sends them to executors (rewritten only when its content changes)."""
+    """``<state>/spark/kappa-py.zip``: the packages of :data:`SHIPPED`, as the executors
+    import them (rewritten only when its content changes)."""
     import io
     import zipfile
 
@@ -166,13 +166,19 @@ def get_spark(settings: Settings, app_name: str) -> Any:
         # to the log file instead of the user's terminal.
         with _stderr_to(settings.stack.logs_dir / "spark-driver.log"):
             return _session(builder, settings)
-    return _session(builder, settings, submitted)
+    return _session(builder, settings)
 
 
-def _session(builder: Any, settings: Settings, submitted: bool = False) -> Any:
+def _session(builder: Any, settings: Settings) -> Any:
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    if not submitted and settings.spark.master.startswith("spark://"):
-        # spark-submit ships spark.submit.pyFiles; a session built here ships them itself
-        spark.sparkContext.addPyFile(str(project_archive(settings)))
+    context = spark.sparkContext
+    context.setLogLevel("WARN")
+    if context.master.startswith("spark://"):
+        # The executors import the project from the archive. Added now, not as --py-files:
+        # those go on the driver's path before it starts, and the driver would then import
+        # the project from the archive instead of where it lives (its data files and
+        # PROJECT_ROOT with it).
+        archive = project_archive(settings)
+        if archive.name not in getattr(context, "_python_includes", []):
+            context.addPyFile(str(archive))
     return spark

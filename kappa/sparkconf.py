@@ -14,11 +14,11 @@ So, with the virtual environment active::
 
     SPARK_CONF_DIR=.stack/spark/conf spark-submit stream_jobs/features.py --available-now
 
-and on the standalone cluster (``kappa up --spark-cluster``), with the project's code for
-the executors (``<state>/spark/kappa-py.zip``, rewritten by ``kappa up``)::
+and on the standalone cluster (``kappa up --spark-cluster``; the job ships the project's
+code to the executors itself, ``kappa.spark.get_spark``)::
 
     SPARK_CONF_DIR=.stack/spark/conf spark-submit --master spark://127.0.0.1:7077 \
-        --py-files .stack/spark/kappa-py.zip stream_jobs/features.py --available-now
+        stream_jobs/features.py --available-now
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from kappa.settings import Settings
-from kappa.spark import executor_conf, project_archive, spark_conf, spark_env
+from kappa.spark import executor_conf, spark_conf, spark_env
 
 SECRET_KEY_PARTS = ("password", "secret", "token")
 """A Spark setting whose key holds one of these is a secret: never on a command line."""
@@ -77,5 +77,4 @@ def write(settings: Settings) -> Path:
     }
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
     (folder / "spark-env.sh").write_text("# written by kappa (kappa/sparkconf.py)\n" + exports)
-    project_archive(settings)  # for `--py-files` on a cluster
     return folder
