@@ -92,7 +92,7 @@ def test_features_and_a_backfill_on_the_cluster_equal_the_local_run(
     command = launcher.submit_command(on_cluster, spec, ["--name", f"c_{topic}", *args], tmp_path)
     _run(command, on_cluster, tmp_path / "features.log")
     apps = (master_state(on_cluster) or {}).get("completedapps", [])
-    assert any(a["name"] == "features" and a["state"] == "FINISHED" for a in apps), apps
+    assert any(a["name"] == f"c_{topic}" and a["state"] == "FINISHED" for a in apps), apps
 
     for name in SETS:
         mine = without_computed_at(table_rows(lake, f"{remote}.{name}"))
