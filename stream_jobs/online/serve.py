@@ -22,21 +22,18 @@ HTTP on ``KAPPA_ONLINE_HOST:KAPPA_ONLINE_SERVE_PORT``:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import logging
 import time
 from typing import Any
 
-from kappa.log import configure as configure_logging
-from kappa.names import clicks_topic
-from kappa.settings import Settings, get_settings
+from kappa.settings import Settings
 from kappa.topics import LIBRDKAFKA_LOG, end_offsets
 from stream_jobs.online.kafka_io import OFFSET_KEY
 from stream_jobs.online.state import NEVER, instant
 from stream_jobs.online.view import WATERMARK_KEY, OnlineView
-from stream_jobs.online.worker import READY_EVENT, TABLE, Lag, dump
+from stream_jobs.online.worker import READY_EVENT, TABLE, Lag, dump, process_setup
 
 logger = logging.getLogger(__name__)
 
@@ -182,16 +179,10 @@ def _json(value: Any, status: int = 200) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--topic", help="Click topic (default: KAPPA_TOPICS_CLICKS).")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    configure_logging(json_lines=True, show_third_party=True)
-    for noisy in ("aiohttp", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings, topic = process_setup(__doc__, argv)
     import uvloop
 
-    uvloop.run(serve(settings, args.topic or clicks_topic(settings)))
+    uvloop.run(serve(settings, topic))
 
 
 if __name__ == "__main__":

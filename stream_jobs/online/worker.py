@@ -313,19 +313,26 @@ def _partitions(settings: Settings, topic: str) -> int:
     return len(found)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def process_setup(doc: str, argv: list[str] | None, *noisy: str) -> tuple[Settings, str]:
+    """A process of the view (the worker, its replica): ``--topic``, JSON-line logging
+    with the third parties' chatter quieted; its settings and click topic."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--topic", help="Click topic (default: KAPPA_TOPICS_CLICKS).")
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(json_lines=True, show_third_party=True)
-    for noisy in ("faust", "mode", "aiokafka", "aiohttp", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for name in (*noisy, "aiohttp", "kafka"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return settings, args.topic or clicks_topic(settings)
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, topic = process_setup(__doc__, argv, "faust", "mode", "aiokafka")
     import uvloop
     from faust.worker import Worker
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # before faust makes its loop
-    service = Service(settings, args.topic or clicks_topic(settings))
+    service = Service(settings, topic)
     Worker(service.app, loglevel="WARNING", override_logging=False).execute_from_commandline()
 
 
