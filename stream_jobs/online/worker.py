@@ -4,7 +4,7 @@ Run it with ``kappa online start`` (supervised like the streaming jobs) or direc
 
     python -m stream_jobs.online.worker [--topic shop.clicks]
 
-It reads every partition of the click topic in batches (``stream_jobs.online.intake``:
+It reads every partition of the click topic in batches (``stream_jobs.online.kafka_io``:
 below faust's streams, which cost four times the counting), decodes each record with the
 registry and refuses what the Spark jobs refuse (``stream_jobs.online.decode``), and
 keeps every user's windows of the feature sets keyed by ``user_id`` in a faust Table
