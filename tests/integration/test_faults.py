@@ -284,6 +284,7 @@ def _replicated_topic(settings: Settings, name: str) -> str:
     return name
 
 
+@pytest.mark.heavy  # make faults: minutes each; make test keeps the driver kills
 def test_broker_sigkilled_mid_production_loses_and_doubles_nothing(
     lake: Settings, unique_name: Callable[[str], str], namespaces: Any, fault_table: list[Any]
 ) -> None:
@@ -363,6 +364,7 @@ def test_a_torn_last_progress_line_is_skipped_and_said(
     assert "skipped 1 unreadable line" in done.stderr
 
 
+@pytest.mark.heavy  # make faults: minutes each; make test keeps the driver kills
 def test_registry_down_for_60s_the_job_restarts_and_resumes_with_nothing_lost(
     lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
 ) -> None:
@@ -426,6 +428,7 @@ def _catalog_writes(settings: Settings, allowed: bool) -> None:
     conn.close()
 
 
+@pytest.mark.heavy  # make faults: minutes each; make test keeps the driver kills
 def test_warehouse_commits_refused_for_30s_resume_with_nothing_lost(
     lake: Settings, feature_topic: str, fault_table: list[dict[str, Any]]
 ) -> None:

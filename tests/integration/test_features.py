@@ -133,6 +133,7 @@ def test_late_events_are_counted_and_their_windows_listed(
                 assert w["late_events"] == want[k]["events"] - (got[k]["events"] if k in got else 0)
 
 
+@pytest.mark.heavy  # make faults; make test keeps test_faults' features driver SIGKILL
 def test_kill_9_and_restart_gives_the_tables_of_an_uninterrupted_run(
     lake: Settings, feature_topic: str, namespaces: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
