@@ -20,6 +20,13 @@ from kappa.settings import StackSettings
 POM = Path(__file__).resolve().parent / "pom.xml"
 PROFILES: tuple[str, ...] = ("kafka", "registry", "connect", "connect-converter", "spark")
 """Maven profiles, named after the folder under ``<state>/jars`` they fill."""
+OBJECT_STORE_PROFILES: tuple[str, ...] = ("s3proxy", "s3a")
+"""Resolved once the object store is on: s3proxy, and Hadoop's S3A for Spark."""
+
+
+def profiles(object_store: bool) -> tuple[str, ...]:
+    return PROFILES + OBJECT_STORE_PROFILES if object_store else PROFILES
+
 
 _FOLDERS = {
     "kafka": "kafka",
@@ -28,6 +35,8 @@ _FOLDERS = {
     # its own top-level folder: each profile's folder is wiped before it is re-resolved
     "connect-converter": "connect-converters",
     "spark": "spark",
+    "s3proxy": "s3proxy",
+    "s3a": "spark-s3a",
 }
 
 

@@ -11,6 +11,7 @@ from infra.process import Service, java_major
 from infra.services.connect import Connect
 from infra.services.kafka import Kafka
 from infra.services.mlflow import Mlflow
+from infra.services.objectstore import ObjectStore
 from infra.services.postgres import Postgres, find_bin_dir
 from infra.services.registry import Registry
 from infra.services.spark import cluster
@@ -38,9 +39,14 @@ class ServiceStatus:
 
 def services(settings: Settings) -> list[Service]:
     """Every service in start order; Kafka once per node (``kafka``, ``kafka-2``, ...);
-    last the Spark standalone cluster when asked for (``KAPPA_SPARK_CLUSTER``) or running."""
+    the object store (s3proxy) when on (``kappa up --object-store``) or running; last the
+    Spark standalone cluster when asked for (``KAPPA_SPARK_CLUSTER``) or running."""
     out: list[Service] = []
     for cls in SERVICE_ORDER:
+        if cls is Mlflow:  # MLflow's artifacts may live on the object store
+            store = ObjectStore(settings)
+            if settings.object_store or store.pid() is not None:
+                out.append(store)
         if cls is Kafka and settings.kafka.managed:
             out += [Kafka(settings, node) for node in range(1, settings.kafka.nodes + 1)]
         else:
@@ -80,7 +86,7 @@ def up(settings: Settings, report: Report = print) -> bool:
     Returns False when everything was already running (nothing done).
     """
     check_tools(settings)
-    resolved = jars.ensure_jars(settings.stack)
+    resolved = jars.ensure_jars(settings.stack, jars.profiles(settings.object_store))
     if resolved:
         report(f"resolved jars from Maven Central: {', '.join(resolved)}")
     stack = services(settings)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from kappa import retry
+from kappa import objectstore, retry
 from kappa.exceptions import DatabaseUnavailableError
 from kappa.settings import Settings
 
 
 def warehouse_location(settings: Settings) -> str:
-    """The warehouse root: the configured URI, or ``file://<state>/warehouse``."""
+    """The warehouse root: the configured URI, ``s3://<bucket>/warehouse`` with the object
+    store on, or ``file://<state>/warehouse``."""
     if settings.catalog.warehouse:
         return settings.catalog.warehouse
+    if on_store := settings.default_location("warehouse"):
+        return on_store
     path = settings.stack.state_dir / "warehouse"
     path.mkdir(parents=True, exist_ok=True)
     return f"file://{path}"
@@ -35,8 +38,9 @@ def load_catalog(settings: Settings) -> Any:
         # A PostgreSQL restart closes every pooled connection: test one before use.
         "pool_pre_ping": "true",
     }
-    if settings.catalog.s3_endpoint:
-        props["s3.endpoint"] = settings.catalog.s3_endpoint
+    if objectstore.on_store(props["warehouse"]) or settings.object_store:
+        props.update(objectstore.pyiceberg_props(settings))
+        objectstore.export_env(settings)  # PyArrow's S3 client reads its checksum policy there
     return retry.call(
         lambda: SqlCatalog(settings.catalog.name, **props),
         retry_on=_unreachable_database,
@@ -82,7 +86,6 @@ def spark_catalog_conf(settings: Settings) -> dict[str, str]:
         # (crash shutdown) or 57P03 (cannot connect now): reconnect and retry, as for 08*.
         f"{prefix}.retryable_status_codes": "57P01,57P02,57P03",
     }
-    if settings.catalog.s3_endpoint:
-        conf[f"{prefix}.io-impl"] = "org.apache.iceberg.aws.s3.S3FileIO"
-        conf[f"{prefix}.s3.endpoint"] = settings.catalog.s3_endpoint
+    # On s3://, Iceberg's default HadoopFileIO writes through Hadoop's S3A, configured once
+    # for the tables and the checkpoints (kappa.objectstore.hadoop_conf).
     return conf

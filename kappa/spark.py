@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kappa import objectstore
 from kappa.catalog import spark_catalog_conf
 from kappa.exceptions import KappaError
 from kappa.settings import Settings
@@ -24,6 +25,14 @@ def spark_jars(settings: Settings) -> list[Path]:
     if not any(p.name.startswith("iceberg-spark-runtime") for p in found):
         where = settings.stack.jars_dir / "spark"
         raise KappaError(f"Spark jars are missing under {where}; run `kappa install`.")
+    if settings.object_store:  # Hadoop's S3A and the AWS SDK it runs on
+        s3a = sorted((settings.stack.jars_dir / "spark-s3a").glob("*.jar"))
+        if not any(p.name.startswith("hadoop-aws") for p in s3a):
+            raise KappaError(
+                "the object store is on but Hadoop's S3A jars are missing under "
+                f"{settings.stack.jars_dir / 'spark-s3a'}; run `kappa up --object-store`."
+            )
+        found += s3a
     return found
 
 
@@ -31,6 +40,8 @@ def checkpoint_root(settings: Settings) -> str:
     """Where every query keeps its own checkpoint folder."""
     if settings.spark.checkpoint_root:
         return settings.spark.checkpoint_root
+    if on_store := settings.default_location("checkpoints"):
+        return on_store
     return str(settings.stack.state_dir / "checkpoints")
 
 
@@ -68,6 +79,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.iceberg.check-nullability": "false",
     }
     conf.update(spark_catalog_conf(settings))
+    conf.update(objectstore.hadoop_conf(settings))
     conf.update(cluster_conf(settings))
     return conf
 
@@ -85,13 +97,13 @@ def cluster_conf(settings: Settings) -> dict[str, str]:
 
 
 def executor_conf(settings: Settings) -> dict[str, str]:
-    """Executors of one core each, as many as the standalone cluster offers
-    (``KAPPA_SPARK_CLUSTER_WORKERS`` x ``_WORKER_CORES``: an application takes every core
-    otherwise); a local master ignores them."""
+    """Executors of one core each, ``KAPPA_SPARK_APP_CORES`` of them (default: one per
+    worker). Without a cap an application takes every core the cluster offers and the next
+    streaming job waits for ever; a local master ignores them."""
     cfg = settings.spark
     return {
         "spark.executor.cores": "1",
-        "spark.cores.max": str(cfg.cluster_workers * cfg.worker_cores),
+        "spark.cores.max": str(cfg.app_cores or cfg.cluster_workers),
         "spark.executor.memory": cfg.executor_memory,
     }
 
@@ -124,8 +136,9 @@ def project_archive(settings: Settings) -> Path:
 
 def spark_env(settings: Settings) -> dict[str, str]:
     """Environment of a Spark driver: it binds where the stack binds (and so never warns
-    that the hostname resolves to a loopback address)."""
-    return {"SPARK_LOCAL_IP": settings.stack.host}
+    that the hostname resolves to a loopback address), and finds the object store's
+    credentials file (``kappa.objectstore``)."""
+    return {"SPARK_LOCAL_IP": settings.stack.host, **objectstore.client_env(settings)}
 
 
 @contextlib.contextmanager

@@ -201,7 +201,7 @@ def start_query(
     def batch(df: Any, batch_id: int) -> None:
         if not ctx.query_id:
             # The first batch may run before start() returns: read the id Spark persisted.
-            ctx.query_id = checkpoints.query_id(location)
+            ctx.query_id = checkpoints.query_id(ctx.settings, location)
         process(ctx, df, batch_id)
         ctx.replay_possible = False
 

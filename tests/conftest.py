@@ -34,6 +34,7 @@ _PORTS = {
     "KAPPA_ONLINE_SERVE_PORT": 8076,
     "KAPPA_SPARK_CLUSTER_PORT": 7077,
     "KAPPA_SPARK_CLUSTER_UI_PORT": 8090,  # and its workers' UIs above it
+    "KAPPA_S3_PORT": 8333,
 }
 
 

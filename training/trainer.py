@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from iceberg.admin import load, tag
-from kappa import checkpoints, durations, names
+from kappa import checkpoints, durations, names, objectstore
 from kappa.exceptions import KappaError
 from kappa.settings import PROJECT_ROOT, Settings
 from training import quality
@@ -77,6 +77,7 @@ def _mlflow(settings: Settings) -> Any:
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    objectstore.export_env(settings)  # boto3 under MLflow, when artifacts are on s3://
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     name = settings.training.experiment
@@ -154,14 +155,14 @@ def kafka_offsets(settings: Settings, ident: str, snapshot_id: int) -> dict[str,
     query_id, batch_id = props.get(names.QUERY_ID_PROP), props.get(names.BATCH_ID_PROP)
     if not query_id or batch_id is None:
         return None
-    folder = checkpoints.find(checkpoint_root(settings), query_id)
+    folder = checkpoints.find(settings, checkpoint_root(settings), query_id)
     if folder is None:
         return None
     try:
-        offsets = checkpoints.batch_offsets(folder, batch_id)
+        offsets = checkpoints.batch_offsets(settings, folder, batch_id)
     except OSError:
         return None
-    return {"query": folder.name, "batch": int(batch_id), "offsets": offsets}
+    return {"query": folder.rsplit("/", 1)[-1], "batch": int(batch_id), "offsets": offsets}
 
 
 def schema_ids(settings: Settings) -> list[int]:

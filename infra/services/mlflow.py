@@ -10,6 +10,7 @@ from pathlib import Path
 import requests
 
 from infra.process import Port, Service
+from kappa import objectstore
 from kappa.settings import MlflowSettings
 
 
@@ -67,6 +68,8 @@ class Mlflow(Service):
             **super().env(),
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_BACKEND_STORE_URI": self.settings.tracking_uri,
+            # Artifacts on s3://: the endpoint and the credentials file, for its boto3.
+            **objectstore.client_env(self.settings),
         }
 
     def healthy(self) -> bool:

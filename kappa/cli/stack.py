@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,7 +43,14 @@ def install(out: Output) -> None:
     help="Also run a Spark standalone cluster (a master and KAPPA_SPARK_CLUSTER_WORKERS "
     "workers); jobs use it with KAPPA_SPARK_MASTER=spark://127.0.0.1:7077.",
 )
-def up(brokers: int | None, spark_cluster: bool) -> None:
+@click.option(
+    "--object-store",
+    is_flag=True,
+    help="Put the warehouse, checkpoints and MLflow artifacts on s3://KAPPA_S3_BUCKET (s3proxy "
+    "on loopback unless KAPPA_S3_MANAGED=false); kept for later commands until `kappa down "
+    "--purge`.",
+)
+def up(brokers: int | None, spark_cluster: bool, object_store: bool) -> None:
     """Start the services that are not running, in order, and wait until healthy."""
     from infra import stack
     from stream_jobs import launcher
@@ -54,13 +62,42 @@ def up(brokers: int | None, spark_cluster: bool) -> None:
     if spark_cluster:
         spark = settings.spark.model_copy(update={"cluster": True})
         settings = settings.model_copy(update={"spark": spark})
+    if object_store and not settings.object_store:
+        if settings.s3.enabled is False:
+            raise click.UsageError("--object-store contradicts KAPPA_S3_ENABLED=false")
+        state = settings.stack.state_dir
+        local = [d for d in (state / "warehouse", state / "checkpoints") if _has_files(d)]
+        if local:
+            # Jobs would start new checkpoints on the store and read their topics again.
+            raise click.UsageError(
+                f"this stack already keeps tables or checkpoints on local disk ({local[0]}); "
+                "`kappa down --purge` first, then `kappa up --object-store`"
+            )
+        settings.stack.object_store_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.stack.object_store_file.write_text(
+            "kappa up --object-store: the stack's locations default to s3://\n"
+        )
+        s3 = settings.s3.model_copy(update={"enabled": True})
+        settings = settings.model_copy(update={"s3": s3})
     stack.up(settings, report=click.echo)
+    if settings.object_store:
+        from kappa.catalog import warehouse_location
+        from kappa.spark import checkpoint_root
+
+        click.echo(
+            f"object store: warehouse {warehouse_location(settings)}, checkpoints "
+            f"{checkpoint_root(settings)}, MLflow artifacts {settings.artifact_root}"
+        )
     created = launcher.ensure_topics(settings)
     if created:
         click.echo(f"topics created: {', '.join(created)}")
     from kappa import sparkconf
 
     click.echo(f"spark-submit by hand: SPARK_CONF_DIR={sparkconf.write(settings)}")
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
 
 
 @click.command()

@@ -38,6 +38,7 @@ from kappa.settings.services import (
     ConnectSettings,
     KafkaSettings,
     MlflowSettings,
+    ObjectStoreSettings,
     PostgresSettings,
     RegistrySettings,
     StackSettings,
@@ -52,6 +53,7 @@ __all__ = [
     "FeatureSettings",
     "KafkaSettings",
     "MlflowSettings",
+    "ObjectStoreSettings",
     "OnlineSettings",
     "PostgresSettings",
     "ProducerSettings",
@@ -86,6 +88,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    s3: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -116,10 +119,23 @@ class Settings(BaseSettings):
         return self.training.tracking_uri or pg.sqlalchemy_url(pg.mlflow_db)
 
     @property
+    def object_store(self) -> bool:
+        """Whether the stack's locations default to the object store (``KAPPA_S3_ENABLED``,
+        else what ``kappa up --object-store`` recorded in the state folder)."""
+        if self.s3.enabled is not None:
+            return self.s3.enabled
+        return self.stack.object_store_file.exists()
+
+    def default_location(self, name: str) -> str | None:
+        """``s3://<bucket>/<name>`` with the object store on, else None (the state folder)."""
+        return f"s3://{self.s3.bucket}/{name}" if self.object_store else None
+
+    @property
     def artifact_root(self) -> str:
-        """Where MLflow stores artifacts: <state>/mlflow-artifacts unless overridden."""
+        """Where MLflow stores artifacts: <state>/mlflow-artifacts (or s3://<bucket>/
+        mlflow-artifacts with the object store on) unless overridden."""
         default = (self.stack.state_dir / "mlflow-artifacts").resolve().as_uri()
-        return self.training.artifacts or default
+        return self.training.artifacts or self.default_location("mlflow-artifacts") or default
 
 
 RENAMED = {
@@ -129,6 +145,7 @@ RENAMED = {
     "KAPPA_CONNECT_REQUEST_TIMEOUT_S": "KAPPA_CONNECT_REQUEST_TIMEOUT",
     "KAPPA_TRAINING_HORIZON_MINUTES": "KAPPA_TRAINING_HORIZON",
     "KAPPA_TRAINING_LOOKBACK_MINUTES": "KAPPA_TRAINING_LOOKBACK",
+    "KAPPA_CATALOG_S3_ENDPOINT": "KAPPA_S3_URL",
 }
 """Variables that moved: set, they would be ignored, so :func:`get_settings` refuses them."""
 

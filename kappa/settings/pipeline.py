@@ -125,7 +125,17 @@ class SparkSettings(BaseSettings):
         default=8090, description="The master's web UI (and its /json/); worker n: +n."
     )
     cluster_workers: int = Field(default=2, description="Workers of the standalone cluster.")
-    worker_cores: int = Field(default=1, description="Cores each worker offers.")
+    worker_cores: int = Field(
+        default=3,
+        description="Task slots each worker offers: a streaming job holds its executors for "
+        "life, so one per job that runs at once (the demo runs 3); more than the machine's "
+        "cores is fine.",
+    )
+    app_cores: int | None = Field(
+        default=None,
+        description="Cores (1-core executors) each application takes on a standalone master; "
+        "default: `cluster_workers`, one executor on each worker.",
+    )
     worker_memory: str = Field(default="2g", description="Memory each worker offers executors.")
     executor_memory: str = Field(
         default="1g", description="Heap of each executor on a standalone (spark://) master."

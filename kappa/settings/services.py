@@ -51,6 +51,11 @@ class StackSettings(BaseSettings):
         return self.state_dir / "data"
 
     @property
+    def object_store_file(self) -> Path:
+        """Present once ``kappa up --object-store`` put the stack's locations on s3://."""
+        return self.state_dir / "object-store"
+
+    @property
     def kafka_cluster_file(self) -> Path:
         """The local Kafka cluster's id and node count, written when it is formatted."""
         return self.state_dir / "kafka-cluster.json"
@@ -318,10 +323,9 @@ class CatalogSettings(BaseSettings):
 
     name: str = "lakehouse"
     warehouse: str | None = Field(
-        default=None, description="file:// path or s3:// URI; defaults under the state dir."
-    )
-    s3_endpoint: str | None = Field(
-        default=None, description="S3-compatible endpoint for s3:// warehouses."
+        default=None,
+        description="file:// path or s3:// URI; default: <state>/warehouse, or "
+        "s3://<bucket>/warehouse with the object store on.",
     )
     uri: str | None = Field(
         default=None,
@@ -337,3 +341,42 @@ def created_brokers(cluster_file: Path) -> int | None:
         return int(json.loads(cluster_file.read_text())["brokers"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+class ObjectStoreSettings(BaseSettings):
+    """An S3-compatible object store for the warehouse, checkpoints and MLflow artifacts.
+
+    On (``kappa up --object-store`` records it in the state folder, or
+    ``KAPPA_S3_ENABLED=true``), the defaults of ``KAPPA_CATALOG_WAREHOUSE``,
+    ``KAPPA_SPARK_CHECKPOINT_ROOT`` and ``KAPPA_TRAINING_ARTIFACTS`` move to
+    ``s3://<bucket>/…``; managed, kappa runs s3proxy (filesystem backend) on loopback.
+    """
+
+    model_config = _config("KAPPA_S3_")
+
+    enabled: bool | None = Field(
+        default=None,
+        description="Use the object store; default: as `kappa up --object-store` recorded.",
+    )
+    managed: bool = Field(default=True, description="kappa runs s3proxy; false: your S3.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8333, description="s3proxy (the registry management has 9000).")
+    url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3 API you run (https://…); unset with managed=false: AWS.",
+    )
+    region: str = "us-east-1"
+    bucket: str = Field(default="kappa", description="Bucket of the kappa locations.")
+    path_style: bool = Field(
+        default=True, description="Path-style URLs (s3proxy, MinIO); false for AWS virtual hosts."
+    )
+    access_key_id: str = "kappa"
+    secret_access_key: SecretStr = SecretStr("kappa-local-store")
+    heap: str = Field(default="192m", description="s3proxy's JVM heap.")
+
+    @property
+    def endpoint(self) -> str | None:
+        """The S3 endpoint URL; None: the AWS default for the region."""
+        if self.url:
+            return self.url.rstrip("/")
+        return f"http://{self.host}:{self.port}" if self.managed else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from kappa.names import BACKFILL_ID_PROP
@@ -84,8 +83,7 @@ def _published_snapshot(spark: Any, table: str, backfill_id: str) -> int | None:
 
 def discard(settings: Settings, backfill: Backfill) -> Backfill:
     """Drop the staging tables and checkpoints; the record stays, marked discarded."""
-    import shutil
-
+    from kappa import objectstore
     from kappa.catalog import load_catalog
     from kappa.spark import checkpoint_root
 
@@ -95,10 +93,8 @@ def discard(settings: Settings, backfill: Backfill) -> Backfill:
             catalog.purge_table(ident)
         catalog.drop_namespace(backfill.namespace)
     root = checkpoint_root(settings)
-    if "://" not in root or root.startswith("file://"):
-        for name in backfill.feature_sets:
-            query = features.query_name(backfill.instance, name)
-            shutil.rmtree(Path(root.removeprefix("file://")) / query, ignore_errors=True)
+    for name in backfill.feature_sets:
+        objectstore.delete_tree(settings, f"{root}/{features.query_name(backfill.instance, name)}")
     backfill.status = "discarded"
     save(settings, backfill)
     return backfill

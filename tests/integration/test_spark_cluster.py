@@ -64,7 +64,7 @@ def test_the_cluster_answers_and_kappa_status_lists_it(on_cluster: Settings) -> 
 
     state = master_state(on_cluster)
     assert state is not None and state["status"] == "ALIVE"
-    assert state["aliveworkers"] == 2 and state["cores"] == 2
+    assert state["aliveworkers"] == 2 and state["cores"] == 2 * on_cluster.spark.worker_cores
     rows = {r.name: r for r in stack.status(on_cluster)}
     for name in ("spark-master", "spark-worker-1", "spark-worker-2"):
         assert rows[name].healthy and rows[name].pid is not None, rows[name]

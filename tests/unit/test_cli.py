@@ -524,3 +524,14 @@ def test_demo_prints_progress_then_the_summary(
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["summary"]["events_produced"] == 1234
     assert "==> stack" in as_json.stderr  # progress stays off stdout in JSON mode
+
+
+def test_the_object_store_is_refused_on_a_stack_with_local_data(tmp_path: Path) -> None:
+    """Its jobs would start new checkpoints on the store and read their topics again."""
+    checkpoint = tmp_path / "state" / "checkpoints" / "raw_clicks" / "metadata"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text('{"id":"q"}\n')
+    result = kappa("up", "--object-store")
+    one_error_line(result, "local disk", "kappa down --purge")
+    assert result.exit_code == 2
+    assert not (tmp_path / "state" / "object-store").exists()

@@ -143,3 +143,53 @@ def test_the_spark_cluster_runs_when_asked_with_its_own_ports(tmp_path: Path) ->
     argv = workers[0].command()
     assert argv[argv.index("--cores") + 1] == "1" and master.endpoint in argv
     assert master.marker in master.command()  # its pid file is trusted by its own argv
+
+
+def test_the_object_store_moves_every_default_location_and_is_remembered(tmp_path: Path) -> None:
+    from kappa.catalog import warehouse_location
+    from kappa.settings import Settings
+    from kappa.spark import checkpoint_root
+
+    plain = Settings(stack={"state_dir": tmp_path})  # type: ignore[arg-type]
+    assert not plain.object_store and "s3" not in [s.name for s in local_stack.services(plain)]
+    assert warehouse_location(plain) == f"file://{tmp_path}/warehouse"
+    assert checkpoint_root(plain) == f"{tmp_path}/checkpoints"
+    assert plain.artifact_root == (tmp_path / "mlflow-artifacts").resolve().as_uri()
+
+    plain.stack.object_store_file.write_text("kappa up --object-store\n")  # as the CLI records
+    on = Settings(stack={"state_dir": tmp_path})  # type: ignore[arg-type]
+    assert on.object_store
+    assert warehouse_location(on) == "s3://kappa/warehouse"
+    assert checkpoint_root(on) == "s3://kappa/checkpoints"
+    assert on.artifact_root == "s3://kappa/mlflow-artifacts"
+    names = [s.name for s in local_stack.services(on)]
+    assert names.index("s3") == names.index("mlflow") - 1  # its artifacts' store first
+    store = local_stack.service(on, "s3")
+    port = on.s3.port  # 8333, shifted in the test environment
+    assert store.endpoint == f"http://127.0.0.1:{port}" and [p.number for p in store.ports()] == [
+        port
+    ]
+    off = Settings(stack={"state_dir": tmp_path}, s3={"enabled": False})  # type: ignore[arg-type]
+    assert not off.object_store and warehouse_location(off).startswith("file://")
+    mine = Settings(  # type: ignore[arg-type]
+        stack={"state_dir": tmp_path}, catalog={"warehouse": "s3://other/wh"}
+    )
+    assert warehouse_location(mine) == "s3://other/wh"  # a set location always wins
+
+
+def test_checkpoints_are_read_from_a_local_folder_or_a_uri(tmp_path: Path) -> None:
+    from kappa import checkpoints
+    from kappa.settings import Settings
+
+    settings = Settings(stack={"state_dir": tmp_path})  # type: ignore[arg-type]
+    query = tmp_path / "root" / "q1"
+    (query / "offsets").mkdir(parents=True)
+    (query / "metadata").write_text('{"id":"abc"}\n')
+    (query / "offsets" / "3").write_text('v1\n{"batchWatermarkMs":0}\n{"t":{"0":5}}\n')
+    (tmp_path / "root" / "junk").mkdir()
+    for root in (str(tmp_path / "root"), f"file://{tmp_path / 'root'}"):
+        found = checkpoints.find(settings, root, "abc")
+        assert found is not None and found.rsplit("/", 1)[-1] == "q1"
+        assert checkpoints.batch_offsets(settings, found, 3) == ['{"t":{"0":5}}']
+    assert checkpoints.find(settings, str(tmp_path / "root"), "zzz") is None
+    assert checkpoints.find(settings, str(tmp_path / "missing"), "abc") is None

@@ -86,3 +86,45 @@ def test_the_spark_conf_dir_holds_no_password_but_its_pgpass(settings: Settings)
     pg = settings.postgres
     escaped = PASSWORD.replace("\\", "\\\\").replace(":", "\\:")
     assert pgpass.read_text() == f"{pg.host}:{pg.port}:{pg.catalog_db}:{pg.user}:{escaped}\n"
+
+
+def test_the_object_store_key_is_in_private_files_only(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the store on: no Spark setting, spark-submit argument, MLflow or s3proxy
+    argument, environment or SPARK_CONF_DIR file holds the secret key; the shared
+    credentials file and s3proxy's properties (both 0600) do."""
+    from infra.services.objectstore import ObjectStore
+    from kappa import objectstore, sparkconf
+    from kappa.spark import spark_conf
+
+    secret = "s3-se=cr:et"
+    monkeypatch.setenv("KAPPA_S3_ENABLED", "true")
+    monkeypatch.setenv("KAPPA_S3_SECRET_ACCESS_KEY", secret)
+    get_settings.cache_clear()
+    on = get_settings()
+    (on.stack.jars_dir / "s3proxy").mkdir(parents=True, exist_ok=True)
+    conf = spark_conf(on) if (on.stack.jars_dir / "spark-s3a").exists() else {}
+    assert not [k for k, v in {**conf, **objectstore.hadoop_conf(on)}.items() if secret in v]
+    mine = "KAPPA_S3_SECRET_ACCESS_KEY"  # the caller's own variable passes on, as it came
+    env = launcher.submit_env(on)
+    assert not [k for k, v in env.items() if secret in v and k != mine]
+    folder = sparkconf.write(on) if conf else None
+    for name in ("spark-defaults.conf", "spark-env.sh") if folder else ():
+        assert secret not in (folder / name).read_text(), name  # type: ignore[operator]
+    credentials = objectstore.credentials_file(on)
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
+    assert f"aws_secret_access_key = {secret}\n" in credentials.read_text()
+    assert objectstore.hadoop_conf(on)["spark.executorEnv.AWS_SHARED_CREDENTIALS_FILE"] == str(
+        credentials
+    )
+    server = Mlflow(on)
+    assert server.env()["AWS_SHARED_CREDENTIALS_FILE"] == str(credentials)
+    assert not [k for k, v in server.env().items() if secret in v and k != mine]
+    store = ObjectStore(on)
+    store.prepare()
+    assert stat.S_IMODE(store.properties.stat().st_mode) == 0o600
+    assert f"s3proxy.credential={secret}\n" in store.properties.read_text()
+    (on.stack.jars_dir / "s3proxy" / "s3proxy-0.0.0.jar").touch()
+    assert not [a for a in store.command() if secret in a]
+    get_settings.cache_clear()
