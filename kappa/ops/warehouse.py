@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from kappa import objectstore
 from kappa.catalog import load_catalog, warehouse_location
 from kappa.exceptions import KappaError
 from kappa.settings import PROJECT_ROOT, Settings
@@ -91,7 +92,20 @@ def environment(settings: Settings, pins: dict[str, int]) -> dict[str, str]:
         "KAPPA_DBT_CATALOG_URI": settings.catalog.uri or pg.sqlalchemy_url(pg.catalog_db),
         "KAPPA_DBT_WAREHOUSE": warehouse_location(settings),
         "KAPPA_DBT_SNAPSHOTS": json.dumps(pins),
+        **_store_env(settings),
     }
+
+
+def _store_env(settings: Settings) -> dict[str, str]:
+    """With the lake on the object store: its FileIO properties as PyIceberg reads them
+    from the environment (``PYICEBERG_CATALOG__<NAME>__S3__ENDPOINT`` is ``s3.endpoint``)
+    for the plugin's catalog, and the S3 clients' environment."""
+    if not settings.object_store:
+        return {}
+    prefix = f"PYICEBERG_CATALOG__{settings.catalog.name.upper()}__"
+    props = objectstore.pyiceberg_props(settings)
+    env = {prefix + k.upper().replace(".", "__").replace("-", "_"): v for k, v in props.items()}
+    return {**env, **objectstore.client_env(settings)}
 
 
 def dbt(

@@ -141,7 +141,7 @@ def test_the_spark_cluster_runs_when_asked_with_its_own_ports(tmp_path: Path) ->
     assert all(isinstance(w, SparkWorker) for w in workers)
     assert [w.ui_port for w in workers] == [ui + 1, ui + 2]  # the workers' UIs: not 8081
     argv = workers[0].command()
-    assert argv[argv.index("--cores") + 1] == "1" and master.endpoint in argv
+    assert argv[argv.index("--cores") + 1] == "3" and master.endpoint in argv  # 3 jobs at once
     assert master.marker in master.command()  # its pid file is trusted by its own argv
 
 
@@ -193,3 +193,25 @@ def test_checkpoints_are_read_from_a_local_folder_or_a_uri(tmp_path: Path) -> No
         assert checkpoints.batch_offsets(settings, found, 3) == ['{"t":{"0":5}}']
     assert checkpoints.find(settings, str(tmp_path / "root"), "zzz") is None
     assert checkpoints.find(settings, str(tmp_path / "missing"), "abc") is None
+
+
+def test_dbt_reaches_a_lake_on_the_store_through_pyiceberg_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lake plugin's catalog gets the store's FileIO properties from the environment
+    ``kappa warehouse`` gives dbt, spelled as PyIceberg's own configuration reads them."""
+    from pyiceberg.utils.config import Config
+
+    from kappa import objectstore
+    from kappa.ops import warehouse
+    from kappa.settings import Settings
+
+    on = Settings(stack={"state_dir": tmp_path}, s3={"enabled": True})  # type: ignore[arg-type]
+    env = warehouse.environment(on, {})
+    assert env["KAPPA_DBT_WAREHOUSE"] == "s3://kappa/warehouse"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    seen = Config().get_catalog_config(on.catalog.name) or {}
+    props = objectstore.pyiceberg_props(on)
+    assert {k: seen.get(k) for k in props} == props
+    assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
