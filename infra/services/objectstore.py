@@ -1,7 +1,8 @@
 """s3proxy (``org.gaul:s3proxy`` from Maven Central): an S3 API over a local folder.
 
 Run when the object store is on (``kappa up --object-store``) and managed; its
-``filesystem-nio2`` backend keeps each bucket as a folder under ``<state>/data/s3/buckets``. It checks
+``filesystem-nio2`` backend keeps each bucket as a folder under
+``<state>/data/s3/buckets``. It checks
 AWS signatures (v2 and v4) against ``KAPPA_S3_ACCESS_KEY_ID`` / ``_SECRET_ACCESS_KEY``,
 written to its properties file (mode 0600), not its command line. Healthy when a signed
 ``ListBuckets`` succeeds; ``after_start`` creates ``KAPPA_S3_BUCKET``.
