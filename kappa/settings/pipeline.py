@@ -136,7 +136,10 @@ class SparkSettings(BaseSettings):
         description="Cores (1-core executors) each application takes on a standalone master; "
         "default: `cluster_workers`, one executor on each worker.",
     )
-    worker_memory: str = Field(default="2g", description="Memory each worker offers executors.")
+    worker_memory: str = Field(
+        default="3g",
+        description="Memory each worker offers executors: one `executor_memory` per job at once.",
+    )
     executor_memory: str = Field(
         default="1g", description="Heap of each executor on a standalone (spark://) master."
     )
