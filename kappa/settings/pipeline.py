@@ -126,10 +126,10 @@ class SparkSettings(BaseSettings):
     )
     cluster_workers: int = Field(default=2, description="Workers of the standalone cluster.")
     worker_cores: int = Field(
-        default=3,
+        default=4,
         description="Task slots each worker offers: a streaming job holds its executors for "
-        "life, so one per job that runs at once (the demo runs 3); more than the machine's "
-        "cores is fine.",
+        "life, so one per job that runs at once (the demo: 3 streaming jobs and a backfill); "
+        "more than the machine's cores is fine.",
     )
     app_cores: int | None = Field(
         default=None,
@@ -137,7 +137,7 @@ class SparkSettings(BaseSettings):
         "default: `cluster_workers`, one executor on each worker.",
     )
     worker_memory: str = Field(
-        default="3g",
+        default="4g",
         description="Memory each worker offers executors: one `executor_memory` per job at once.",
     )
     executor_memory: str = Field(

@@ -141,7 +141,7 @@ def test_the_spark_cluster_runs_when_asked_with_its_own_ports(tmp_path: Path) ->
     assert all(isinstance(w, SparkWorker) for w in workers)
     assert [w.ui_port for w in workers] == [ui + 1, ui + 2]  # the workers' UIs: not 8081
     argv = workers[0].command()
-    assert argv[argv.index("--cores") + 1] == "3" and master.endpoint in argv  # 3 jobs at once
+    assert argv[argv.index("--cores") + 1] == "4" and master.endpoint in argv  # 4 jobs at once
     assert master.marker in master.command()  # its pid file is trusted by its own argv
 
 
