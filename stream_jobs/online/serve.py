@@ -14,7 +14,7 @@ arithmetic (``stream_jobs.online.view``): the same JSON, as of the worker's last
 (``KAPPA_ONLINE_FLUSH_INTERVAL``). It is ready once it has read the changelog to the end
 it found at start; ``GET /status`` says how far behind the changelog it is.
 
-HTTP on ``KAPPA_ONLINE_HOST:KAPPA_ONLINE_SERVE_PORT``:
+HTTP on ``KAPPA_ONLINE_HOST:KAPPA_ONLINE_SERVE_PORT`` (``stream_jobs.online.http``):
 
 - ``GET /features/users/{user_id}``: as the worker's page of the same path;
 - ``GET /status``: records applied, users, clocks, lag behind the changelog.
@@ -30,6 +30,7 @@ from typing import Any
 
 from kappa.settings import Settings
 from kappa.topics import LIBRDKAFKA_LOG, end_offsets
+from stream_jobs.online import http
 from stream_jobs.online.kafka_io import OFFSET_KEY
 from stream_jobs.online.state import NEVER, instant
 from stream_jobs.online.view import WATERMARK_KEY, OnlineView
@@ -37,7 +38,7 @@ from stream_jobs.online.worker import READY_EVENT, TABLE, Lag, dump, process_set
 
 logger = logging.getLogger(__name__)
 
-READ_AT_ONCE = 2000  # changelog records applied between two chances for the server to answer
+READ_AT_ONCE = 500  # changelog records applied between two chances to answer (about 1 ms)
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -126,8 +127,6 @@ class Replica:
 
 async def serve(settings: Settings, topic: str) -> None:
     """Catch up with the changelog, then answer while following it."""
-    from aiohttp import web
-
     replica = Replica(settings, changelog_topic(settings))
     replica.start()
     while not replica.caught_up():
@@ -137,24 +136,20 @@ async def serve(settings: Settings, topic: str) -> None:
     gc.collect()
     gc.freeze()  # what start-up made stays: the collector walks only what changes
 
-    async def features(request: web.Request) -> Any:
-        user_id = request.match_info["user_id"]
+    def features(user_id: bytes) -> tuple[int, bytes]:
         try:
             uid = int(user_id)
         except ValueError:
-            return _json({"error": f"user id {user_id!r} is not an integer"}, 400)
-        return _json(replica.view.features(uid))
+            given = user_id.decode(errors="replace")
+            return 400, http.error(f"user id {given!r} is not an integer")
+        return 200, dump(replica.view.features(uid))
 
-    async def status(request: web.Request) -> Any:
-        return _json({"topic": topic, **replica.status()})
+    def status(_: bytes) -> tuple[int, bytes]:
+        return 200, dump({"topic": topic, **replica.status()})
 
-    app = web.Application()
-    app.router.add_get("/features/users/{user_id}", features)
-    app.router.add_get("/status", status)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     cfg = settings.online
-    await web.TCPSite(runner, cfg.host, cfg.serve_port, backlog=1024).start()
+    routes = {b"/features/users/": features, b"/status": status}
+    server = await http.serve(cfg.host, cfg.serve_port, routes)
     logger.info(
         "online replica up: %s users from %s, serving on %s:%s",
         replica.status()["users"],
@@ -167,15 +162,11 @@ async def serve(settings: Settings, topic: str) -> None:
         while True:
             if not replica.read():
                 await asyncio.sleep(0.005)
+            else:
+                await asyncio.sleep(0)  # the requests that came meanwhile, then more records
     finally:
         replica.consumer.close()
-        await runner.cleanup()
-
-
-def _json(value: Any, status: int = 200) -> Any:
-    from aiohttp import web
-
-    return web.Response(body=dump(value), status=status, content_type="application/json")
+        server.close()
 
 
 def main(argv: list[str] | None = None) -> None:
