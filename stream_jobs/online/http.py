@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from email.utils import formatdate
+from typing import cast
 
 import httptools
 import orjson
@@ -76,8 +77,7 @@ class _Connection(asyncio.Protocol):
     # --- asyncio ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         if self.closing:

@@ -26,8 +26,8 @@ def _routes() -> dict[bytes, http.Handler]:
 
 
 class _Server:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.server = self.loop.run_until_complete(http.serve("127.0.0.1", 0, _routes()))
         self.port = self.server.sockets[0].getsockname()[1]
 
@@ -87,9 +87,13 @@ def _responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
     return out
 
 
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    found = _Server()
+@pytest.fixture(params=["asyncio", "uvloop"])
+def server(request: pytest.FixtureRequest) -> Iterator[_Server]:
+    """On asyncio's loop and on uvloop's (the replica's; its transports are its own)."""
+    import uvloop
+
+    loop = uvloop.new_event_loop() if request.param == "uvloop" else asyncio.new_event_loop()
+    found = _Server(loop)
     yield found
     found.close()
 
