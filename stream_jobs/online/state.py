@@ -52,6 +52,10 @@ def _hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def _untag(states: list[Any]) -> list[Any]:
+    return [_hook(x) if type(x) is dict else x for x in states]
+
+
 def dumps(value: Any) -> bytes:
     return orjson.dumps(
         value, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
@@ -84,10 +88,18 @@ class UserState:
 
     @classmethod
     def decode(cls, data: bytes) -> UserState:
-        raw = loads(data)
+        """The state :meth:`encode` wrote. Tagged values are only ever aggregate states,
+        so orjson parses and only those lists are untagged (a third of the time of
+        ``json`` with an object hook: the replica decodes a user per request)."""
+        raw = orjson.loads(data)
         state = cls(int(raw["p"]))
         state.seen = raw["s"]
-        state.panes = {n: {int(s): p for s, p in ps.items()} for n, ps in raw["w"].items()}
+        state.panes = {
+            n: {int(s): [_untag(p[0]), *p[1:]] for s, p in ps.items()} for n, ps in raw["w"].items()
+        }
+        for sessions in raw["x"].values():
+            for session in sessions:
+                session[2] = _untag(session[2])
         state.sessions, state.late_at = raw["x"], raw["l"]
         return state
 
