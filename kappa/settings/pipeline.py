@@ -278,6 +278,14 @@ class OnlineSettings(BaseSettings):
         description="A closed window stays in the view until the watermark is this far past "
         "its end (event time), so `kappa online check` can compare it.",
     )
+    worker_nice: int = Field(
+        default=5,
+        ge=0,
+        le=19,
+        description="The worker lowers its CPU priority by this much (`nice`): where it shares "
+        "cores with the read replica, a request waiting for a core costs its latency, while "
+        "counting has a second of lag to spare.",
+    )
     batch_size: int = Field(default=500, description="Events taken from the stream at once.")
     batch_wait: Duration = Field(
         default=timedelta(milliseconds=20),

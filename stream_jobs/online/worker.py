@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import time
 from collections import Counter, deque
 from typing import Any
@@ -328,6 +329,7 @@ def process_setup(doc: str, argv: list[str] | None, *noisy: str) -> tuple[Settin
 
 def main(argv: list[str] | None = None) -> None:
     settings, topic = process_setup(__doc__, argv, "faust", "mode", "aiokafka")
+    os.nice(settings.online.worker_nice)  # before any thread: they inherit it
     import uvloop
     from faust.worker import Worker
 
