@@ -103,10 +103,11 @@ def _has_files(folder: Path) -> bool:
 @click.command()
 @click.option("--purge", is_flag=True, help="Also delete data, logs and pid files (keeps jars).")
 def down(purge: bool) -> None:
-    """Stop the services kappa started (data is kept unless --purge)."""
-    from infra import stack
+    """Stop what kappa started: the online view, the streaming jobs and Airflow, then the
+    services (data is kept unless --purge)."""
+    from kappa.ops import shutdown
 
-    stack.down(get_settings(), purge=purge, report=click.echo)
+    shutdown.down(get_settings(), purge=purge, report=click.echo)
 
 
 @click.command()

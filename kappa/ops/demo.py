@@ -289,8 +289,7 @@ def summarize(
             "airflow_training": ".venv/bin/kappa airflow run dags test kappa_training",
             "airflow_maintenance": ".venv/bin/kappa airflow run dags test kappa_maintenance",
             "airflow_ui": ".venv/bin/kappa airflow up",
-            "stop": f"for j in {' '.join(names.JOBS)}; do .venv/bin/kappa stream stop $j; "
-            "done; .venv/bin/kappa online stop; .venv/bin/kappa down",
+            "stop": ".venv/bin/kappa down",
         },
     }
 

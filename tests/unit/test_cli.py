@@ -495,7 +495,7 @@ def test_demo_summary_is_read_back_from_the_lake(tmp_path: Path) -> None:
     assert {"table": "features.user_activity_1m", "rows": 0, "snapshot_id": None} in facts["tables"]
     assert facts["model"]["url"].endswith("/#/models/purchase-propensity/versions/3")
     assert "load_table('features.user_activity_1m')" in facts["snippets"]["pyiceberg"]
-    assert facts["commands"]["stop"].startswith("for j in raw_clicks cdc_mirror features;")
+    assert facts["commands"]["stop"] == ".venv/bin/kappa down"  # the jobs and the view first
 
 
 def test_demo_prints_progress_then_the_summary(
