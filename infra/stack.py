@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from infra import jars
@@ -127,8 +128,17 @@ def up(settings: Settings, report: Report = print) -> bool:
 
 
 def down(settings: Settings, purge: bool = False, report: Report = print) -> None:
-    """Stop our processes in reverse order; with ``purge`` delete all state but the jars."""
-    for svc in reversed(services(settings)):
+    """Stop our processes: the users of Kafka and PostgreSQL at once, then the Kafka
+    nodes one at a time in reverse order (a node's controlled shutdown needs the quorum
+    the others still hold), then PostgreSQL; with ``purge`` delete all state but the jars."""
+    every = list(reversed(services(settings)))
+    base = [svc for svc in every if isinstance(svc, Kafka | Postgres)]
+    users = [svc for svc in every if svc not in base]
+    with ThreadPoolExecutor(max_workers=max(1, len(users))) as pool:
+        for svc, stopped in zip(users, pool.map(lambda svc: svc.stop(), users), strict=True):
+            if stopped:
+                report(f"stopped {svc.name}")
+    for svc in base:
         if svc.stop():
             report(f"stopped {svc.name}")
     if purge:

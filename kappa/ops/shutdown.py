@@ -24,9 +24,8 @@ def down(settings: Settings, purge: bool = False, report: Report = print) -> Non
 
     if online.stop(settings):
         report("stopped the online view (worker and read replica)")
-    for instance in reversed(list(launcher.instances(settings))):
-        if launcher.stop(settings, instance):
-            report(f"stopped stream job {instance}")
+    for instance in launcher.stop_many(settings, list(launcher.instances(settings))):
+        report(f"stopped stream job {instance}")
     if airflow.down(settings):
         report("stopped Airflow")
     stack.down(settings, purge=purge, report=report)

@@ -64,8 +64,8 @@ def settings() -> Settings:
 def _stop_stream_drivers(settings: Settings) -> None:
     from stream_jobs import launcher
 
-    for folder in sorted((settings.stack.state_dir / "streams").glob("*")):
-        launcher.stop(settings, folder.name, timeout_s=30)
+    folders = sorted((settings.stack.state_dir / "streams").glob("*"))
+    launcher.stop_many(settings, [folder.name for folder in folders], timeout_s=30)
 
 
 @pytest.fixture(scope="session")
