@@ -128,19 +128,17 @@ def up(settings: Settings, report: Report = print) -> bool:
 
 
 def down(settings: Settings, purge: bool = False, report: Report = print) -> None:
-    """Stop our processes: the users of Kafka and PostgreSQL at once, then the Kafka
-    nodes one at a time in reverse order (a node's controlled shutdown needs the quorum
-    the others still hold), then PostgreSQL; with ``purge`` delete all state but the jars."""
+    """Stop our processes: the users of Kafka and PostgreSQL, then the Kafka nodes, then
+    PostgreSQL, each group at once; with ``purge`` delete all state but the jars.
+
+    The Kafka nodes get their signal together: stopped one by one, the last of three
+    waited for a quorum that the first two had taken away (90 s, then SIGKILL)."""
     every = list(reversed(services(settings)))
-    base = [svc for svc in every if isinstance(svc, Kafka | Postgres)]
-    users = [svc for svc in every if svc not in base]
-    with ThreadPoolExecutor(max_workers=max(1, len(users))) as pool:
-        for svc, stopped in zip(users, pool.map(lambda svc: svc.stop(), users), strict=True):
-            if stopped:
-                report(f"stopped {svc.name}")
-    for svc in base:
-        if svc.stop():
-            report(f"stopped {svc.name}")
+    kafka: list[Service] = [svc for svc in every if isinstance(svc, Kafka)]
+    postgres: list[Service] = [svc for svc in every if isinstance(svc, Postgres)]
+    users = [svc for svc in every if svc not in kafka and svc not in postgres]
+    for group in (users, kafka, postgres):
+        _stop_together(group, report)
     if purge:
         state = settings.stack.state_dir
         for child in state.iterdir() if state.exists() else []:
@@ -151,6 +149,15 @@ def down(settings: Settings, purge: bool = False, report: Report = print) -> Non
         if pg.cluster_dir.exists():
             shutil.rmtree(pg.cluster_dir)
         report(f"purged state in {state} (kept downloaded jars)")
+
+
+def _stop_together(group: list[Service], report: Report) -> None:
+    if not group:
+        return
+    with ThreadPoolExecutor(max_workers=len(group)) as pool:
+        for svc, stopped in zip(group, pool.map(lambda svc: svc.stop(), group), strict=True):
+            if stopped:
+                report(f"stopped {svc.name}")
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
